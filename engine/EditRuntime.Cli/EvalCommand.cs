@@ -1,17 +1,15 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using EditRuntime.Editing;
-using EditRuntime.IO;
 using EditRuntime.Models;
+using EditRuntime.Reports;
 using EditRuntime.Vulkan;
 
 namespace EditRuntime.Cli;
 
-/// <summary>`editrt eval`: one editor, one model, one dataset, one protocol → metrics, timings, report files.</summary>
+/// <summary>`editrt eval`: one editor, one model, one dataset, one protocol → metrics, curve, timings, report files.</summary>
 internal static class EvalCommand
 {
     public static int Run(DeviceOptions options, string editorName, string modelDir, string data, string protocolName, int edits, int batch,
-        string backendName, string? outDir, string? family, string? hparams, IReadOnlyList<string> overrides)
+        string backendName, string? outDir, int? curveEvery, string? family, string? hparams, IReadOnlyList<string> overrides)
     {
         var protocol = EditProtocols.Parse(protocolName);
         var md = ModelDirectory.Load(modelDir);
@@ -24,51 +22,54 @@ internal static class EvalCommand
         var ctx = new EditorContext(model, md);
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, ov);
         var d = editor.Describe();
+        int every = curveEvery ?? (protocol is EditProtocol.Sequential or EditProtocol.SequentialBatch ? Math.Max(1, edits / 10) : 0);
         Console.WriteLine($"{d.Name} on {modelDir} ({be.Name}: {be.DeviceDescription}); {data}: {requests.Count} requests; protocol {protocolName}, {edits} edits" +
-                          (protocol == EditProtocol.SequentialBatch ? $" in batches of {batch}" : ""));
+                          (protocol == EditProtocol.SequentialBatch ? $" in batches of {batch}" : "") + (every > 0 ? $"; curve every {every}" : ""));
         Console.WriteLine($"hyper-parameters ({family}): {d.HyperParameters.ToJsonString()}; trainable parameters {d.TrainableParameters}; layers {string.Join(", ", d.LayersTouched)}");
-        int last = -1;
-        var r = EditProtocols.Run(ctx, editor, requests, protocol, edits, batch, p =>
-        {
-            int pct = (int)(100 * double.Parse(p.Split(' ')[1].Split('/')[0]) / edits);
-            if (pct / 10 != last / 10) { Console.Error.WriteLine($"  {p}"); last = pct; }
-        });
+        var progress = new ProgressLine();
+        var r = EditProtocols.Run(ctx, editor, requests, protocol, edits, batch, new EditRunOptions { CurveEvery = every, Progress = progress.Update });
+        progress.Done();
+        foreach (var c in r.Curve.Take(r.Curve.Count - 1))
+            Console.WriteLine($"  after {c.Edits,5} edits: ES {c.Scores.Efficacy:0.000}  GS {c.Scores.Generality:0.000}  LS {c.Scores.Locality:0.000}");
         var s = r.Scores;
         Console.WriteLine($"ES {s.Efficacy:0.000}  GS {s.Generality:0.000}  LS {s.Locality:0.000}  CF success {s.CounterFactSuccess:0.000}  ({s.Requests} requests)");
-        Console.WriteLine($"time per edit {r.SecondsPerEdit * 1000:0.0} ms (wall), run {r.TotalSeconds:0.0} s");
+        Console.WriteLine($"time per edit {r.SecondsPerEdit * 1000:0.0} ms wall" +
+                          (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
+                          (r.PeakDeviceBytes is { } pb ? $"; peak device memory {pb / 1048576.0:0.0} MiB" : "") +
+                          $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
         if (outDir is not null)
         {
-            Directory.CreateDirectory(outDir);
-            var report = new JsonObject
-            {
-                ["editor"] = d.Name, ["paper"] = d.Paper, ["hparams"] = d.HyperParameters.DeepClone(), ["family"] = family,
-                ["model"] = Path.GetFullPath(modelDir), ["data"] = Path.GetFullPath(data), ["backend"] = be.Name, ["device"] = be.DeviceDescription,
-                ["protocol"] = protocolName, ["edits"] = r.Edits, ["batch_size"] = r.BatchSize,
-                ["metrics"] = new JsonObject { ["ES"] = Num(s.Efficacy), ["GS"] = Num(s.Generality), ["LS"] = Num(s.Locality), ["CF_success"] = Num(s.CounterFactSuccess) },
-                ["seconds_per_edit"] = r.SecondsPerEdit, ["total_seconds"] = r.TotalSeconds,
-                ["commit"] = Commit(), ["date"] = DateTime.UtcNow.ToString("u"),
-            };
-            AtomicFile.WriteAllText(Path.Combine(outDir, "report.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"),
-                $"| editor | backend | protocol | edits | ES | GS | LS | CF success | ms/edit |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n" +
-                $"| {d.Name} | {be.Name} | {protocolName} | {r.Edits} | {s.Efficacy:0.000} | {s.Generality:0.000} | {s.Locality:0.000} | {s.CounterFactSuccess:0.000} | {r.SecondsPerEdit * 1000:0.0} |\n");
-            Console.WriteLine($"report: {Path.Combine(outDir, "report.json")}, report.md");
+            var files = EditReport.Write(outDir, d, new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r);
+            Console.WriteLine($"report: {string.Join(", ", files)}");
         }
         return 0;
     }
+}
 
-    private static JsonNode? Num(double d) => double.IsNaN(d) ? null : JsonValue.Create(d);
+/// <summary>Live progress on stderr: one rewritten line with rate and ETA on a terminal, a line every
+/// 10 % when stderr is redirected (logs, CI).</summary>
+internal sealed class ProgressLine
+{
+    private readonly bool _tty = !Console.IsErrorRedirected;
+    private int _lastDecile = -1;
+    private bool _open;
 
-    private static string Commit()
+    public void Update(EditProgress p)
     {
-        try
-        {
-            var psi = new System.Diagnostics.ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true };
-            using var p = System.Diagnostics.Process.Start(psi)!;
-            var o = p.StandardOutput.ReadToEnd().Trim();
-            p.WaitForExit();
-            return p.ExitCode == 0 ? o : "unknown";
-        }
-        catch (System.ComponentModel.Win32Exception) { return "unknown"; }
+        double frac = p.Total == 0 ? 1 : p.Done / (double)p.Total;
+        string eta = p.Phase == "edit" && p.Done > 0 && p.Done < p.Total
+            ? $", ETA {TimeSpan.FromSeconds(p.Elapsed.TotalSeconds / p.Done * (p.Total - p.Done)):hh\\:mm\\:ss}" : "";
+        string line = $"  {p.Phase,-7} {p.Done}/{p.Total} ({frac:P0}) {p.Elapsed:hh\\:mm\\:ss}{eta}";
+        if (_tty) { Console.Error.Write("\r" + line.PadRight(60)); _open = true; return; }
+        int decile = (int)(frac * 10);
+        if (p.Phase == "edit" && decile == _lastDecile) return;
+        if (p.Phase == "edit") _lastDecile = decile;
+        Console.Error.WriteLine(line);
+    }
+
+    public void Done()
+    {
+        if (_open) Console.Error.WriteLine();
+        _open = false;
     }
 }

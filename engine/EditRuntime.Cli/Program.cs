@@ -128,14 +128,15 @@ var dataOption = new Option<string>("--data") { Description = "Edit requests: zs
 var protocolOption = new Option<string>("--protocol") { Description = "single, batch, sequential or sequential-batch.", DefaultValueFactory = _ => "sequential" };
 var editsOption = new Option<int>("--edits") { Description = "Number of requests (the first ones of the file).", DefaultValueFactory = _ => 100 };
 var batchOptionE = new Option<int>("--batch") { Description = "Batch size of sequential-batch.", DefaultValueFactory = _ => 10 };
-var evalOut = new Option<string?>("--out") { Description = "Write report.json and report.md here." };
+var evalOut = new Option<string?>("--out") { Description = "Write report.json, report.md and report.svg (ES/GS/LS against the number of edits) here." };
+var curveOption = new Option<int?>("--curve-every") { Description = "Sequential protocols: measure ES/GS/LS on the requests edited so far every K edits (default: a tenth of --edits; 0 = only at the end)." };
 var familyOption = new Option<string?>("--family") { Description = "Hyper-parameter family (default: editrt-tiny for our models, else gpt2)." };
 var hparamsOption = new Option<string?>("--hparams") { Description = "Hyper-parameter JSON overriding the family defaults." };
 var setOption = new Option<string[]>("--set") { Description = "key=value hyper-parameter override (repeatable).", AllowMultipleArgumentsPerToken = false };
 var eval = new Command("eval", "Run an editor over edit requests under a protocol and report ES, GS, LS, CounterFact success and time per edit.");
-foreach (var o in new Option[] { editorOption, modelOption, dataOption, protocolOption, editsOption, batchOptionE, mBackendOption, evalOut, familyOption, hparamsOption, setOption }) eval.Options.Add(o);
+foreach (var o in new Option[] { editorOption, modelOption, dataOption, protocolOption, editsOption, batchOptionE, mBackendOption, evalOut, curveOption, familyOption, hparamsOption, setOption }) eval.Options.Add(o);
 eval.SetAction(r => Cli.Run(() => EvalCommand.Run(Options(r), r.GetValue(editorOption)!, r.GetValue(modelOption)!, r.GetValue(dataOption)!,
-    r.GetValue(protocolOption)!, r.GetValue(editsOption), r.GetValue(batchOptionE), r.GetValue(mBackendOption)!, r.GetValue(evalOut),
+    r.GetValue(protocolOption)!, r.GetValue(editsOption), r.GetValue(batchOptionE), r.GetValue(mBackendOption)!, r.GetValue(evalOut), r.GetValue(curveOption),
     r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
 root.Subcommands.Add(eval);
 

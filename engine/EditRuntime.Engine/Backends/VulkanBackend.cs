@@ -10,7 +10,7 @@ namespace EditRuntime.Backends;
 /// reductions, matmul), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax, Adam) and
 /// VulkanBackend.Sequence.cs (attention, embedding, cross-entropy).
 /// </summary>
-public sealed partial class VulkanBackend : IBackend
+public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 {
     public VulkanDevice Device { get; }
     public VulkanOps Ops { get; }
@@ -71,6 +71,10 @@ public sealed partial class VulkanBackend : IBackend
     public float[] ToFloatArray(Tensor t) => G(t, "ToFloatArray", "tensor").ToArray();
     public int[] ToIntArray(Tensor t) => G(t, "ToIntArray", "tensor", DType.I32).ToIntArray();
     public void Synchronize() => Device.Stream.Flush();
+
+    public double DeviceBusySeconds => Device.Stream.BusySeconds;
+    public long PeakDeviceBytes => (long)Device.Stats.PeakInUseBytes;
+    public void ResetPeakDeviceBytes() => Device.Stats.PeakInUseBytes = Device.Stats.InUseBytes;
 
     internal static void SameShape(string op, Tensor a, Tensor b, string an = "a", string bn = "b")
     {

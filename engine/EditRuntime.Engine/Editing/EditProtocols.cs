@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using EditRuntime.Backends;
 using EditRuntime.Models;
 
 namespace EditRuntime.Editing;
@@ -10,7 +11,34 @@ public enum EditProtocol { Single, Batch, Sequential, SequentialBatch }
 /// <summary>Metrics of one protocol run (NaN where the data has nothing to measure).</summary>
 public sealed record EditScores(double Efficacy, double Generality, double Locality, double CounterFactSuccess, int Requests);
 
-public sealed record EditRunResult(EditProtocol Protocol, int Edits, int BatchSize, EditScores Scores, double SecondsPerEdit, double TotalSeconds);
+/// <summary>Metrics measured on the requests edited so far, after <paramref name="Edits"/> of them.</summary>
+public sealed record CurvePoint(int Edits, EditScores Scores);
+
+/// <summary>Where a long run is: phase "edit" (requests applied so far) or "measure" (a curve point).</summary>
+public sealed record EditProgress(string Phase, int Done, int Total, TimeSpan Elapsed)
+{
+    public override string ToString() => $"{Phase} {Done}/{Total}";
+}
+
+/// <summary>How to run a protocol: a curve point every <see cref="CurveEvery"/> edits (sequential
+/// protocols; 0 = only the final measurement) and a progress callback.</summary>
+public sealed record EditRunOptions
+{
+    public int CurveEvery { get; init; }
+    public Action<EditProgress>? Progress { get; init; }
+}
+
+/// <summary>The result of one protocol run. Times: wall seconds per edit (the editor's Edit calls
+/// only, device work included), device seconds per edit (GPU timestamps, null on a backend without
+/// them) and the peak device memory of live tensors during the run (null likewise).</summary>
+public sealed record EditRunResult(EditProtocol Protocol, int Edits, int BatchSize, EditScores Scores, double SecondsPerEdit, double TotalSeconds)
+{
+    public IReadOnlyList<CurvePoint> Curve { get; init; } = [];
+    public double? DeviceSecondsPerEdit { get; init; }
+    public long? PeakDeviceBytes { get; init; }
+    /// <summary>Seconds spent measuring (final scores and curve points).</summary>
+    public double MeasureSeconds { get; init; }
+}
 
 /// <summary>Runs an editor over requests under a protocol and measures ES, GS, LS and CounterFact success.</summary>
 public static class EditProtocols
@@ -45,16 +73,41 @@ public static class EditProtocols
         ctx.Model.ScoreTargets(reqs.SelectMany(r => r.Locality.Select(l => ctx.Encode(l.Prompt, l.Answer))).ToList());
 
     public static EditRunResult Run(EditorContext ctx, IEditor editor, IReadOnlyList<EditRequest> requests, EditProtocol protocol,
-        int edits, int batchSize, Action<string>? progress = null)
+        int edits, int batchSize, Action<string>? progress = null) =>
+        Run(ctx, editor, requests, protocol, edits, batchSize, new EditRunOptions { Progress = progress is null ? null : p => progress(p.ToString()) });
+
+    public static EditRunResult Run(EditorContext ctx, IEditor editor, IReadOnlyList<EditRequest> requests, EditProtocol protocol,
+        int edits, int batchSize, EditRunOptions options)
     {
         if (edits <= 0 || edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but the data has {requests.Count}.");
         if (batchSize <= 0) throw new ArgumentException("--batch must be positive.");
+        if (options.CurveEvery < 0) throw new ArgumentException("--curve-every must be 0 (off) or positive.");
         var reqs = requests.Take(edits).ToList();
+        var backend = ctx.Model.Backend;
+        var counters = backend as IDeviceCounters;
         var baseline = LocalityScores(ctx, reqs);
+        counters?.ResetPeakDeviceBytes();
         var sw = Stopwatch.StartNew();
-        double editSeconds = 0;
+        double editSeconds = 0, deviceSeconds = 0, measureSeconds = 0;
         EditScores scores;
-        void Timed(IReadOnlyList<EditRequest> b) { var t = Stopwatch.StartNew(); editor.Edit(b); editSeconds += t.Elapsed.TotalSeconds; }
+        var curve = new List<CurvePoint>();
+        void Report(string phase, int done, int total) => options.Progress?.Invoke(new EditProgress(phase, done, total, sw.Elapsed));
+        void Timed(IReadOnlyList<EditRequest> b)
+        {
+            double busy0 = counters?.DeviceBusySeconds ?? 0;
+            var t = Stopwatch.StartNew();
+            editor.Edit(b);
+            backend.Synchronize();
+            editSeconds += t.Elapsed.TotalSeconds;
+            deviceSeconds += (counters?.DeviceBusySeconds ?? 0) - busy0;
+        }
+        EditScores Measured(int count)
+        {
+            var t = Stopwatch.StartNew();
+            var r = Measure(ctx, reqs.Take(count).ToList(), FirstLocality(baseline, reqs, count));
+            measureSeconds += t.Elapsed.TotalSeconds;
+            return r;
+        }
         switch (protocol)
         {
             case EditProtocol.Single:
@@ -63,32 +116,55 @@ public static class EditProtocols
                 for (int i = 0; i < reqs.Count; i++)
                 {
                     Timed([reqs[i]]);
+                    var t = Stopwatch.StartNew();
                     per.Add(Measure(ctx, [reqs[i]], LocalityScoresFor(baseline, reqs, i)));
+                    measureSeconds += t.Elapsed.TotalSeconds;
                     editor.Reset();
-                    progress?.Invoke($"single {i + 1}/{reqs.Count}");
+                    Report("edit", i + 1, reqs.Count);
                 }
                 scores = new EditScores(Mean(per, s => s.Efficacy), Mean(per, s => s.Generality), Mean(per, s => s.Locality), Mean(per, s => s.CounterFactSuccess), per.Count);
                 break;
             }
             case EditProtocol.Batch:
                 Timed(reqs);
-                scores = Measure(ctx, reqs, baseline);
+                Report("edit", reqs.Count, reqs.Count);
+                scores = Measured(reqs.Count);
+                curve.Add(new CurvePoint(reqs.Count, scores));
                 break;
             default:
             {
                 int n = protocol == EditProtocol.Sequential ? 1 : batchSize;
+                int nextPoint = options.CurveEvery > 0 ? options.CurveEvery : int.MaxValue;
                 for (int i = 0; i < reqs.Count; i += n)
                 {
                     Timed(reqs.Skip(i).Take(n).ToList());
-                    progress?.Invoke($"{protocol.ToString().ToLowerInvariant()} {Math.Min(i + n, reqs.Count)}/{reqs.Count}");
+                    int done = Math.Min(i + n, reqs.Count);
+                    Report("edit", done, reqs.Count);
+                    if (done >= nextPoint && done < reqs.Count)
+                    {
+                        Report("measure", done, reqs.Count);
+                        curve.Add(new CurvePoint(done, Measured(done)));
+                        while (nextPoint <= done) nextPoint += options.CurveEvery;
+                    }
                 }
-                scores = Measure(ctx, reqs, baseline);
+                scores = Measured(reqs.Count);
+                curve.Add(new CurvePoint(reqs.Count, scores));
                 break;
             }
         }
         return new EditRunResult(protocol, reqs.Count, protocol == EditProtocol.Sequential || protocol == EditProtocol.Single ? 1 : protocol == EditProtocol.Batch ? reqs.Count : batchSize,
-            scores, editSeconds / reqs.Count, sw.Elapsed.TotalSeconds);
+            scores, editSeconds / reqs.Count, sw.Elapsed.TotalSeconds)
+        {
+            Curve = curve,
+            DeviceSecondsPerEdit = counters is null ? null : deviceSeconds / reqs.Count,
+            PeakDeviceBytes = counters?.PeakDeviceBytes,
+            MeasureSeconds = measureSeconds,
+        };
     }
+
+    /// <summary>The baseline locality scores of the first <paramref name="count"/> requests (they come first, in request order).</summary>
+    private static IReadOnlyList<TargetScore> FirstLocality(IReadOnlyList<TargetScore> all, IReadOnlyList<EditRequest> reqs, int count) =>
+        all.Take(reqs.Take(count).Sum(r => r.Locality.Count)).ToList();
 
     private static IReadOnlyList<TargetScore> LocalityScoresFor(IReadOnlyList<TargetScore> all, IReadOnlyList<EditRequest> reqs, int i)
     {

@@ -54,7 +54,8 @@ public sealed unsafe class CommandStream : IDisposable
     private bool _recording;
     private readonly HazardTracker _hazards = new();
     private readonly List<string> _queryLabels = new();
-    private const uint QueryCapacity = 2048; // two per timed command
+    private const uint QueryCapacity = 2048; // two per timed command, and the last two for the whole submit
+    private const uint SubmitStartQuery = QueryCapacity - 2, SubmitEndQuery = QueryCapacity - 1;
     private readonly List<Action> _afterCompletion = new();
 
     public int RecordedCommands { get; private set; }
@@ -64,6 +65,10 @@ public sealed unsafe class CommandStream : IDisposable
     /// <summary>Timings collected by flushes while profiling; clear it yourself.</summary>
     public List<KernelTiming> Timings { get; } = new();
     public bool HasPendingWork => _recording && RecordedCommands > 0;
+    /// <summary>Device time of every submit so far (timestamps at the start and end of each command
+    /// buffer), in seconds: the GPU time of the work, without host gaps between submits. 0 when the
+    /// device has no timestamps.</summary>
+    public double BusySeconds { get; private set; }
 
     internal CommandStream(VulkanDevice device)
     {
@@ -115,7 +120,11 @@ public sealed unsafe class CommandStream : IDisposable
             flags = (uint)VkCommandBufferUsageFlagBits.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
         };
         Vk.Check(_api.vkBeginCommandBuffer(_cmd, &bi), "vkBeginCommandBuffer");
-        if (_queries != 0) _api.vkCmdResetQueryPool(_cmd, _queries, 0, QueryCapacity);
+        if (_queries != 0)
+        {
+            _api.vkCmdResetQueryPool(_cmd, _queries, 0, QueryCapacity);
+            _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, _queries, SubmitStartQuery);
+        }
         _queryLabels.Clear();
         _hazards.Reset();
         _recording = true;
@@ -131,7 +140,7 @@ public sealed unsafe class CommandStream : IDisposable
 
     private void BeforeCommand(ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes, string label)
     {
-        if (Profiling && _queries != 0 && _queryLabels.Count * 2 + 2 > QueryCapacity) Flush();
+        if (Profiling && _queries != 0 && _queryLabels.Count * 2 + 2 > SubmitStartQuery) Flush();
         Begin();
         if (_hazards.Access(reads, writes)) EmitBarrier();
         if (Profiling && _queries != 0)
@@ -224,6 +233,7 @@ public sealed unsafe class CommandStream : IDisposable
         _api.vkCmdPipelineBarrier(_cmd,
             (uint)(VkPipelineStageFlagBits.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VkPipelineStageFlagBits.VK_PIPELINE_STAGE_TRANSFER_BIT),
             (uint)VkPipelineStageFlagBits.VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, null, 0, null);
+        if (_queries != 0) _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, _queries, SubmitEndQuery);
         Vk.Check(_api.vkEndCommandBuffer(_cmd), "vkEndCommandBuffer");
         _recording = false;
         var cmd = _cmd;
@@ -233,6 +243,7 @@ public sealed unsafe class CommandStream : IDisposable
         Vk.Check(_api.vkWaitForFences(_device.Handle, 1, &fence, 1, ulong.MaxValue), "vkWaitForFences");
         Vk.Check(_api.vkResetFences(_device.Handle, 1, &fence), "vkResetFences");
         Submits++;
+        if (_queries != 0) ReadSubmitTime();
         if (_queryLabels.Count > 0) ReadTimestamps();
         Vk.Check(_api.vkResetCommandPool(_device.Handle, _pool, 0), "vkResetCommandPool");
         RecordedCommands = 0;
@@ -245,6 +256,15 @@ public sealed unsafe class CommandStream : IDisposable
         var list = _afterCompletion.ToArray();
         _afterCompletion.Clear();
         foreach (var a in list) a();
+    }
+
+    private void ReadSubmitTime()
+    {
+        var v = stackalloc ulong[2];
+        Vk.Check(_api.vkGetQueryPoolResults(_device.Handle, _queries, SubmitStartQuery, 2, 16, v, 8,
+            (uint)(VkQueryResultFlagBits.VK_QUERY_RESULT_64_BIT | VkQueryResultFlagBits.VK_QUERY_RESULT_WAIT_BIT)), "vkGetQueryPoolResults");
+        ulong mask = _device.TimestampMask;
+        BusySeconds += (((v[1] & mask) - (v[0] & mask)) & mask) * _device.Info.TimestampPeriodNs * 1e-9;
     }
 
     private void ReadTimestamps()
