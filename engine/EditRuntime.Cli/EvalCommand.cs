@@ -36,7 +36,7 @@ internal static class EvalCommand
         Console.WriteLine($"trainable parameters after the run: {editor.Describe().TrainableParameters}");
         Console.WriteLine($"time per edit {r.SecondsPerEdit * 1000:0.0} ms wall" +
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
-                          (r.PeakDeviceBytes is { } pb ? $"; peak device memory {pb / 1048576.0:0.0} MiB" : "") +
+                          (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
                           $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
         if (outDir is not null)
         {

@@ -61,6 +61,7 @@ public sealed class EditReportTests : GpuTest
         }
         Assert.That(r.DeviceSecondsPerEdit, Is.Null, "the Torch backend has no device timestamps");
         Assert.That(r.PeakDeviceBytes, Is.Null);
+        Assert.That(r.PeakEditDeviceBytes, Is.Null);
     }
 
     [Test]
@@ -103,7 +104,28 @@ public sealed class EditReportTests : GpuTest
         var r = EditProtocols.Run(ctx, editor, reqs, EditProtocol.Sequential, 2, 1, new EditRunOptions { CurveEvery = 1 });
         Assert.That(r.DeviceSecondsPerEdit, Is.GreaterThan(0));
         Assert.That(r.DeviceSecondsPerEdit, Is.LessThanOrEqualTo(r.SecondsPerEdit * 1.05), "device time fits inside the wall time of the edits");
-        Assert.That(r.PeakDeviceBytes, Is.GreaterThan(0));
+        Assert.That(r.PeakEditDeviceBytes, Is.GreaterThan(model.Config.ParameterCount * 4L), "the model's weights are live while editing");
+        Assert.That(r.PeakDeviceBytes, Is.GreaterThanOrEqualTo(r.PeakEditDeviceBytes));
+    }
+
+    [TestCase("torch")]
+    [TestCase("vulkan")]
+    public void Scoring_in_chunks_gives_the_scores_of_one_batch(string backend)
+    {
+        using var torch = backend == "torch" ? new EditRuntime.Torch.TorchBackend() : null;
+        IBackend be = torch is not null ? torch : new VulkanBackend(Device);
+        var (model, ctx, reqs) = Setup(be, 12);
+        using var _ = model;
+        var items = reqs.SelectMany(r => r.RephrasePrompts.Append(r.Prompt).Select(p => ctx.Encode(p, r.TargetNew))).ToList();
+        var whole = model.ScoreTargets(items);
+        model.ScoreLogitBudget = 3L * 20 * model.Config.VocabSize; // about three sequences per chunk
+        var chunked = model.ScoreTargets(items);
+        Assert.That(chunked, Has.Length.EqualTo(whole.Length));
+        for (int i = 0; i < whole.Length; i++)
+        {
+            Assert.That(chunked[i].ArgmaxIds, Is.EqualTo(whole[i].ArgmaxIds), $"item {i}");
+            Assert.That(chunked[i].TokenLogProbs, Is.EqualTo(whole[i].TokenLogProbs).Within(1e-4), $"item {i}");
+        }
     }
 
     [Test]
@@ -114,7 +136,7 @@ public sealed class EditReportTests : GpuTest
         var r = new EditRunResult(EditProtocol.Sequential, 20, 1, new EditScores(0.5, 0.25, 1.0, double.NaN, 20), 0.8, 30)
         {
             Curve = [new CurvePoint(10, new EditScores(0.75, 0.5, 1.0, double.NaN, 10)), new CurvePoint(20, new EditScores(0.5, 0.25, 1.0, double.NaN, 20))],
-            DeviceSecondsPerEdit = 0.6, PeakDeviceBytes = 3 << 20, MeasureSeconds = 4,
+            DeviceSecondsPerEdit = 0.6, PeakDeviceBytes = 3 << 20, PeakEditDeviceBytes = 1 << 20, MeasureSeconds = 4,
         };
         var dir = Path.Combine(Path.GetTempPath(), $"report-{Guid.NewGuid():N}");
         try
@@ -129,7 +151,7 @@ public sealed class EditReportTests : GpuTest
             Assert.That((string)json["commit"]!, Does.Match("^([0-9a-f]{40}(\\+dirty)?|unknown)$"));
             Assert.That((double)json["hparams"]!["lr"]!, Is.EqualTo(0.02));
             var md = File.ReadAllText(files[1]);
-            Assert.That(md, Does.Contain("| FT-L | vulkan | sequential | 20 | 0.500 | 0.250 | 1.000 | – | 800.0 | 600.0 | 3.0 |"));
+            Assert.That(md, Does.Contain("| FT-L | vulkan | sequential | 20 | 0.500 | 0.250 | 1.000 | – | 800.0 | 600.0 | 1.0 / 3.0 |"));
             Assert.That(md, Does.Contain("| 10 | 0.750 | 0.500 | 1.000 | – |"));
             var svg = XDocument.Parse(File.ReadAllText(files[2]));
             XNamespace ns = "http://www.w3.org/2000/svg";
