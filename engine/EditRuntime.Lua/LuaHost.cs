@@ -246,7 +246,9 @@ public sealed unsafe partial class LuaHost : IDisposable
             if (t == "[C]: in upvalue 'raw'" || t == "[C]: in ?" || t.StartsWith("[C]: in function 'rt.", StringComparison.Ordinal)) continue;
             if (t == "[C]: in function 'error'" && nextInternal) continue;
             if (t == "(...tail calls...)" && kept.Count > 0 && kept[^1].Trim() == "(...tail calls...)") continue;
-            kept.Add(lines[i]);
+            // The sandbox's wrappers call the originals through upvalues: show the names scripts use.
+            kept.Add(lines[i].Replace("in upvalue 'raw_pcall'", "in function 'pcall'").Replace("in upvalue 'raw_xpcall'", "in function 'xpcall'")
+                .Replace("in upvalue 'co_resume'", "in function 'coroutine.resume'").Replace("in upvalue 'raw_load'", "in function 'load'"));
         }
         // A leading "(...tail calls...)" left by a removed wrapper frame says nothing to the user.
         while (kept.Count > 1 && kept[1].Trim() == "(...tail calls...)") kept.RemoveAt(1);
