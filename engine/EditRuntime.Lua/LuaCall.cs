@@ -200,7 +200,7 @@ internal static unsafe class LuaValues
             case LUA_TNONE:
             case LUA_TNIL: return null;
             case LUA_TBOOLEAN: return lua_toboolean(L, idx) != 0;
-            case LUA_TNUMBER: return lua_isinteger(L, idx) != 0 ? lua_tointegerx(L, idx, null) : lua_tonumberx(L, idx, null);
+            case LUA_TNUMBER: return lua_isinteger(L, idx) != 0 ? (object)lua_tointegerx(L, idx, null) : lua_tonumberx(L, idx, null);
             case LUA_TSTRING: return ToStringRaw(L, idx);
             case LUA_TUSERDATA:
                 return host.AnyObject(L, idx) ?? throw new LuaArgumentException($"{path}: a foreign userdata value is not accepted");

@@ -194,6 +194,14 @@ internal sealed partial class RtApi
 
     private void RegisterEval()
     {
+        _host.DefineType("Baseline",
+        [
+            Method("Baseline:info", 0, 0, "baseline:info()", c =>
+            {
+                var b = c.Self<BaselineObject>();
+                return c.Return(new Dictionary<string, object?> { ["requests"] = b.Requests.Count, ["locality_prompts"] = b.Scores.Count, ["model"] = b.Model.Path });
+            }),
+        ]);
         Fn("rt.eval.protocols", 0, 0, "rt.eval.protocols()", c => c.Return(ProtocolNames.ToList()));
         Fn("rt.eval.baseline", 2, 2, "rt.eval.baseline(model, requests)", c =>
         {

@@ -56,6 +56,8 @@ internal sealed partial class RtApi : IDisposable
             ["tensor_bytes"] = _tensorBytes,
             ["instructions"] = _host.InstructionsUsed,
         }));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Fn("rt.clock", 0, 0, "rt.clock()", c => c.Return(clock.Elapsed.TotalSeconds));
         RegisterBackend();
         RegisterModel();
         RegisterData();
