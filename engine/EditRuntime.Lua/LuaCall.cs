@@ -147,7 +147,8 @@ public sealed unsafe class LuaCall
     public object? Value(int i, string what)
     {
         if (i > Count) return null;
-        return LuaValues.ToClr(Host, _L, Idx(i), 0, what);
+        try { return LuaValues.ToClr(Host, _L, Idx(i), 0, what); }
+        catch (LuaArgumentException e) when (!e.Message.StartsWith("bad argument", StringComparison.Ordinal)) { throw ArgError(i, e.Message); }
     }
 
     /// <summary>A table argument (or nil) as a string-keyed dictionary; unknown keys are an error naming the known ones.</summary>

@@ -72,6 +72,8 @@ public sealed unsafe partial class LuaHost : IDisposable
     }
 
     public LuaHostOptions Options { get; }
+    /// <summary>Every C# function reachable from Lua (rt.* functions and the methods of each userdata type).</summary>
+    public IReadOnlyList<HostFunction> Functions => _functions;
     internal RtApi Api { get; private set; } = null!;
     internal IntPtr MainState => _L;
 
