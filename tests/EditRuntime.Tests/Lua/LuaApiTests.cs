@@ -23,8 +23,8 @@ public sealed class LuaApiTests
     [OneTimeTearDown]
     public void Clean() => Directory.Delete(_dir, true);
 
-    private string Script => $$$"""
-        local dir = "{{{_dir}}}"
+    private string Script => """
+        local dir = "@DIR@"
         -- rt.info, rt.clock, rt.backend
         local info = rt.info()
         assert(info.backend == "torch" and info.memory_limit == 64 * 1024 * 1024 and info.max_instructions == 0, "info")
@@ -160,7 +160,7 @@ public sealed class LuaApiTests
         W0:free()
         model:close()
         return "done"
-        """;
+        """.Replace("@DIR@", _dir);
 
     [Test]
     public void Every_API_function_works_from_Lua()
