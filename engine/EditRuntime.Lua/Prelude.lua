@@ -5,7 +5,7 @@
 local H = ...
 local error, type, select, tostring, rawget = error, type, select, tostring, rawget
 local concat = table.concat
-local raw_pcall, raw_xpcall, raw_setmetatable, raw_load = pcall, xpcall, setmetatable, load
+local raw_pcall, raw_setmetatable, raw_load = pcall, setmetatable, load
 local co_resume, co_close = coroutine.resume, coroutine.close
 local raw_rep = string.rep
 local stopped, write, memory_left = H.stopped, H.write, H.memory_left
@@ -25,7 +25,21 @@ local function unless_stopped(ok, ...)
   return ok, ...
 end
 function pcall(f, ...) return unless_stopped(raw_pcall(f, ...)) end
-function xpcall(f, handler, ...) return unless_stopped(raw_xpcall(f, handler, ...)) end
+-- xpcall's handler runs after the failed call has unwound (through pcall), not at the error point: a
+-- handler runs there with hooks off (the count hook could not stop a loop in it), and scripts have no
+-- debug library to inspect that stack anyway.
+local function handled(handler, ok, ...)
+  if ok then return true, ... end
+  local why = stopped()
+  if why then error(why, 0) end
+  return false, handler((...))
+end
+function xpcall(f, handler, ...)
+  if type(handler) ~= "function" then
+    error("bad argument #2 to 'xpcall' (function expected, got " .. type(handler) .. ")", 2)
+  end
+  return handled(handler, raw_pcall(f, ...))
+end
 coroutine.resume = function(co, ...) return unless_stopped(co_resume(co, ...)) end
 coroutine.close = function(co) return unless_stopped(co_close(co)) end
 
