@@ -232,7 +232,7 @@ public sealed class LuaSandboxTests
               if type(m) == 'table' then for _, f in pairs(m) do n = n + 1 if type(f) ~= 'function' then bad = bad + 1 end end
               elseif type(m) == 'function' then n = n + 1 else bad = bad + 1 end
             end
-            return bad, n > 30
+            return bad, n >= 20
             """), Is.EqualTo("0\ttrue"));
     }
 
