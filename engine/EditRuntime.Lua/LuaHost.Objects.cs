@@ -10,6 +10,7 @@ public sealed unsafe partial class LuaHost
     private readonly Queue<long> _collected = new();
     private long _nextObjectId;
     private readonly HashSet<string> _types = new();
+    private readonly Dictionary<string, byte[]> _typeNames = new();
 
     // ---------------------------------------------------------------- calls from Lua into C#
 
@@ -109,8 +110,9 @@ public sealed unsafe partial class LuaHost
     /// <summary>The object at idx if it is a userdata of type <paramref name="typeName"/> still alive, else null.</summary>
     internal LuaObject? TestObject(IntPtr L, int idx, string typeName)
     {
+        if (!_typeNames.TryGetValue(typeName, out var name)) _typeNames[typeName] = name = Utf8Z(typeName);
         void* p;
-        fixed (byte* n = Utf8Z(typeName)) p = luaL_testudata(L, idx, n);
+        fixed (byte* n = name) p = luaL_testudata(L, idx, n);
         if (p == null) return null;
         return _objects.TryGetValue(*(long*)p, out var o) ? o : throw new LuaArgumentException($"this {typeName} was closed");
     }
