@@ -256,6 +256,7 @@ internal sealed partial class RtApi
                 t["total_seconds"] = r.TotalSeconds;
                 t["backend"] = e.Model.Model.Backend.Name;
                 t["model"] = e.Model.Path;
+                t["hparams"] = JsonToLua(e.Editor.Describe().HyperParameters); // the config beside the results
                 return c.Return(t);
             }
             finally { progress?.Dispose(); }
