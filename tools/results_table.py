@@ -14,14 +14,15 @@ for d in dirs:
 def f(v, fmt="{:.3f}"):
     return "–" if v is None else fmt.format(v)
 
-print("| editor | protocol | backend | edits | ES | GS | LS | CF success | ms/edit wall | ms/edit device | peak device MiB | trainable params |")
+print("| editor | protocol | backend | edits | ES | GS | LS | CF success | ms/edit wall | ms/edit device | peak device MiB: editing / whole run | trainable params |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in sorted(rows, key=lambda r: (r["editor"], r["protocol"], r["backend"])):
     m, t = r["metrics"], r["timings"]
     dev = t.get("device_seconds_per_edit")
     peak = t.get("peak_device_bytes")
+    epeak = t.get("peak_edit_device_bytes")
     print(f"| {r['editor']} | {r['protocol']} | {r['backend']} | {r['edits']} | {f(m['ES'])} | {f(m['GS'])} | {f(m['LS'])} | {f(m['CF_success'])} | "
-          f"{t['wall_seconds_per_edit']*1000:.0f} | {f(None if dev is None else dev*1000, '{:.0f}')} | {f(None if peak is None else peak/2**20, '{:.1f}')} | {r.get('trainable_parameters', '–')} |")
+          f"{t['wall_seconds_per_edit']*1000:.0f} | {f(None if dev is None else dev*1000, '{:.0f}')} | {f(None if epeak is None else epeak/2**20, '{:.1f}')} / {f(None if peak is None else peak/2**20, '{:.0f}')} | {r.get('trainable_parameters', '–')} |")
 
 by = {}
 for r in rows:

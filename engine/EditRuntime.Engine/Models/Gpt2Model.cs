@@ -228,8 +228,8 @@ public sealed class Gpt2Model : IDisposable
 
     /// <summary>Teacher-forced scores of <paramref name="target"/> after <paramref name="prompt"/>, one batch of requests at a time.</summary>
     /// <summary>Most logits (sequences × padded length × vocabulary) one scoring forward may produce; larger
-    /// request lists are scored in chunks of similar lengths so memory stays bounded (128 MiB of logits).</summary>
-    public long ScoreLogitBudget { get; set; } = 32L << 20;
+    /// request lists are scored in chunks of similar lengths so memory stays bounded (32 MiB of logits).</summary>
+    public long ScoreLogitBudget { get; set; } = 8L << 20;
 
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests)
     {
