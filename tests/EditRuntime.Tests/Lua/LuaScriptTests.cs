@@ -44,7 +44,7 @@ public sealed class LuaScriptTests
     public void Sequential_and_compare_scripts_run()
     {
         var o = RunScript("sequential_edit.lua", "3", "ft-l", "2");
-        Assert.That(o, Does.Contain("FT-L, 3 sequential edits").And.Contain("after 3 edits: ES").And.Contain("sequential 3/3").And.Contain("rt.eval.run sequential: ES"));
+        Assert.That(o, Does.Contain("FT-L, 3 sequential edits").And.Contain("after 3 edits: ES").And.Contain("edit 3/3").And.Contain("rt.eval.run sequential: ES"));
         var dir = Path.Combine(Path.GetTempPath(), "editrt-compare-" + Guid.NewGuid().ToString("N"));
         try
         {
