@@ -52,3 +52,12 @@ public sealed partial class Tape
             return [Keep(gy, ys), Keep(gw, weights)];
         }, "moe_combine");
 }
+
+// Row scatter, the inverse of picking rows with Embedding: used to put the outputs of the routed tokens back.
+public sealed partial class Tape
+{
+    /// <summary>rows (M, C) placed at rows ids[m] of a zero (n, C) tensor (distinct ids; repeated ids would add up).
+    /// Forward: the embedding's scatter-add; backward: the embedding's gather.</summary>
+    public Var ScatterRows(Var rows, Var ids, int n) =>
+        Record(Backend.EmbeddingBackward(ids.Value, rows.Value, n), [rows], g => [Backend.Embedding(ids.Value, g)], "scatter_rows");
+}
