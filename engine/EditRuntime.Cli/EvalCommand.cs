@@ -38,10 +38,12 @@ internal static class EvalCommand
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
                           (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
                           $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
+        var diagnostics = (editor as IEditorDiagnostics)?.Diagnostics();
+        if (diagnostics is not null) Console.WriteLine($"diagnostics: {diagnostics.ToJsonString()}");
         if (outDir is not null)
         {
             // Described again after the run: editors whose state grows (GRACE's codebook) count it now.
-            var files = EditReport.Write(outDir, editor.Describe(), new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r);
+            var files = EditReport.Write(outDir, editor.Describe(), new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r, diagnostics);
             Console.WriteLine($"report: {string.Join(", ", files)}");
         }
         return 0;

@@ -37,7 +37,7 @@ public sealed class Var
 /// Ownership: values the tape computes (and gradients of non-leaf values) are freed by
 /// <see cref="Dispose"/>; leaf values belong to the caller, and so do leaf gradients.
 /// </summary>
-public sealed class Tape : IDisposable
+public sealed partial class Tape : IDisposable
 {
     private readonly List<(Var Output, Var[] Inputs, Func<Tensor, Tensor?[]> Backward)> _records = new();
     private readonly List<Var> _owned = new();

@@ -15,7 +15,7 @@ namespace EditRuntime.Backends;
 ///   naming the op, the argument and the expected shape.
 /// - An op a backend cannot run throws <see cref="UnsupportedOpException"/>.
 /// </summary>
-public interface IBackend : IDisposable
+public partial interface IBackend : IDisposable
 {
     /// <summary>"vulkan" or "torch".</summary>
     string Name { get; }

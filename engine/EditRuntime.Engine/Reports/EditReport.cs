@@ -17,10 +17,10 @@ public sealed record RunProvenance(string ModelPath, string DataPath, string Fam
 /// </summary>
 public static class EditReport
 {
-    public static JsonObject Json(EditorDescription d, RunProvenance p, EditRunResult r)
+    public static JsonObject Json(EditorDescription d, RunProvenance p, EditRunResult r, JsonObject? diagnostics = null)
     {
         var s = r.Scores;
-        return new JsonObject
+        var json = new JsonObject
         {
             ["editor"] = d.Name, ["paper"] = d.Paper, ["hparams"] = d.HyperParameters.DeepClone(), ["family"] = p.Family,
             ["trainable_parameters"] = d.TrainableParameters, ["layers"] = new JsonArray(d.LayersTouched.Select(l => (JsonNode)l).ToArray()),
@@ -39,6 +39,8 @@ public static class EditReport
             },
             ["commit"] = Commit(), ["date"] = DateTime.UtcNow.ToString("u", CultureInfo.InvariantCulture),
         };
+        if (diagnostics is not null) json["diagnostics"] = diagnostics.DeepClone(); // what the editor reports about itself (IEditorDiagnostics)
+        return json;
     }
 
     public static string Markdown(EditorDescription d, RunProvenance p, EditRunResult r)
@@ -72,11 +74,11 @@ public static class EditReport
     }
 
     /// <summary>Writes report.json, report.md and report.svg into <paramref name="dir"/>; returns their paths.</summary>
-    public static IReadOnlyList<string> Write(string dir, EditorDescription d, RunProvenance p, EditRunResult r)
+    public static IReadOnlyList<string> Write(string dir, EditorDescription d, RunProvenance p, EditRunResult r, JsonObject? diagnostics = null)
     {
         Directory.CreateDirectory(dir);
         var files = new[] { Path.Combine(dir, "report.json"), Path.Combine(dir, "report.md"), Path.Combine(dir, "report.svg") };
-        AtomicFile.WriteAllText(files[0], Json(d, p, r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(files[0], Json(d, p, r, diagnostics).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         AtomicFile.WriteAllText(files[1], Markdown(d, p, r));
         AtomicFile.WriteAllText(files[2], Svg(d, p, r));
         return files;

@@ -31,7 +31,7 @@ public sealed record ValidationResult(ValidationCase Case, double ForwardError, 
     public bool Passed => Error is null && ForwardError <= Case.Limit && (!Case.HasBackward || BackwardError <= Case.Limit);
 }
 
-public static class OpValidation
+public static partial class OpValidation
 {
     public const double Elementwise = 1e-5, Reduction = 1e-4;
 
@@ -71,7 +71,7 @@ public static class OpValidation
         new("cross_entropy", [F(29, 101), new Input.Ints([29], 0, 101, IgnoreRate: 0.3)], (t, x) => t.CrossEntropy(x[0], x[1]), Reduction),
         new("adam_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, new AdamConfig(1e-2f, WeightDecay: 0.1f)), Elementwise, HasBackward: false),
         new("adamw_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, AdamConfig.AdamW(1e-2f, 0.1f)), Elementwise, HasBackward: false),
-    };
+    }.Concat(MoeCases()).ToList(); // mixture of experts: OpValidation.MoE.cs
 
     private static Var Axpy(Tape t, Var[] x)
     {

@@ -38,7 +38,7 @@
 #define ET_API extern "C" __attribute__((visibility("default")))
 
 // Bumped whenever an exported signature changes; the C# side refuses a shim of another version.
-static constexpr int kAbiVersion = 4;
+static constexpr int kAbiVersion = 5;
 
 using et_tensor = at::Tensor*;
 
@@ -712,3 +712,7 @@ ET_API int et_gpt2_loss_grads(const et_tensor* params, int n_params, int n_layer
         *loss_out = made[n_params].release();
     });
 }
+
+// ====================================================================== mixture of experts (MOMoE)
+
+#include "editrt_torch_moe.h"

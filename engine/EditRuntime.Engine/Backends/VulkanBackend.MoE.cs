@@ -1,0 +1,190 @@
+using System.Runtime.InteropServices;
+using EditRuntime.Compute;
+
+namespace EditRuntime.Backends;
+
+// Mixture-of-experts ops on Vulkan (shaders/core/moe_*.comp, grouped_matmul_*.comp). Every kernel is
+// deterministic: routing is a stable counting sort in one workgroup, and each output element is owned by
+// one invocation (the combine and the dispatch backward read through the inverse permutation instead of
+// scattering with atomics). The grouped matmul is a plain per-element loop: expert shapes are small
+// (low rank), and the group of a row is found on the device from offsets, so nothing waits on a read-back.
+public sealed partial class VulkanBackend
+{
+    /// <summary>Most experts the MoE kernels take (the route kernel's shared counters and the gate's 64-bit mask).</summary>
+    public const int MaxExperts = 64;
+
+    [StructLayout(LayoutKind.Sequential)] private struct MoeGatePush { public ulong Logits, Weights, Indices; public uint N, E, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeGateBackwardPush { public ulong Logits, Gw, Gl; public uint N, E, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeRoutePush { public ulong Indices, Order, Position, Offsets; public uint M, E; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeDispatchPush { public ulong X, Order, Xs; public uint M, C, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeDispatchBackwardPush { public ulong Position, Gxs, Gx; public uint N, C, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct GroupedMatmulPush { public ulong A, W, Offsets, Y; public uint M, K, Nout, E; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeCombinePush { public ulong Ys, Weights, Position, Y; public uint N, C, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeCombineBackwardYsPush { public ulong Weights, Position, Gy, Gys; public uint M, C, K; }
+    [StructLayout(LayoutKind.Sequential)] private struct MoeCombineBackwardWPush { public ulong Ys, Position, Gy, Gw; public uint M, C, K; }
+
+    private static (int N, int E) GateShape(string op, Tensor logits, int k)
+    {
+        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, E), got {logits.ShapeString}.");
+        int n = logits.Shape[0], e = logits.Shape[1];
+        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
+        if (k < 1 || k > e) throw new ArgumentException($"{op}: k = {k} must be in [1, E = {e}].");
+        return (n, e);
+    }
+
+    public (Tensor Weights, Tensor Indices) MoeGateTopK(Tensor logits, int k)
+    {
+        const string op = "moe_gate_topk";
+        var gl = G(logits, op, "logits");
+        var (n, e) = GateShape(op, logits, k);
+        var w = New(n, k);
+        var idx = New(DType.I32, n, k);
+        DispatchElementwise("core/moe_gate_topk_forward",
+            new MoeGatePush { Logits = gl.Address, Weights = w.Address, Indices = idx.Address, N = (uint)n, E = (uint)e, K = (uint)k },
+            n, [gl.Range], [w.Range, idx.Range]);
+        return (w, idx);
+    }
+
+    public Tensor MoeGateTopKBackward(Tensor logits, int k, Tensor gWeights)
+    {
+        const string op = "moe_gate_topk_backward";
+        var gl = G(logits, op, "logits"); var gw = G(gWeights, op, "gWeights");
+        var (n, e) = GateShape(op, logits, k);
+        if (gWeights.Rank != 2 || gWeights.Shape[0] != n || gWeights.Shape[1] != k)
+            throw new ArgumentException($"{op}: gWeights is {gWeights.ShapeString}, expected (N, k) = [{n}, {k}].");
+        var g = New(n, e);
+        DispatchElementwise("core/moe_gate_topk_backward",
+            new MoeGateBackwardPush { Logits = gl.Address, Gw = gw.Address, Gl = g.Address, N = (uint)n, E = (uint)e, K = (uint)k },
+            n, [gl.Range, gw.Range], [g.Range]);
+        return g;
+    }
+
+    public (Tensor Order, Tensor Position, Tensor Offsets) MoeRoute(Tensor indices, int experts)
+    {
+        const string op = "moe_route";
+        var gi = G(indices, op, "indices", DType.I32);
+        if (indices.Rank != 2) throw new ArgumentException($"{op}: indices must be (N, k), got {indices.ShapeString}.");
+        if (experts < 1 || experts > MaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {MaxExperts}.");
+        int m = (int)indices.Count;
+        var order = New(DType.I32, m);
+        var position = New(DType.I32, m);
+        var offsets = New(DType.I32, experts + 1);
+        Device.Stream.Dispatch(Device.Kernels.Get("core/moe_route"),
+            new MoeRoutePush { Indices = gi.Address, Order = order.Address, Position = position.Address, Offsets = offsets.Address, M = (uint)m, E = (uint)experts },
+            1, 1, 1, [gi.Range], [order.Range, position.Range, offsets.Range]);
+        return (order, position, offsets);
+    }
+
+    private static void Permutation(string op, string arg, Tensor t, int m)
+    {
+        if (t.Rank != 1 || t.Shape[0] != m) throw new ArgumentException($"{op}: {arg} must be [{m}] (M = N·k), got {t.ShapeString}.");
+    }
+
+    public Tensor MoeDispatch(Tensor x, Tensor order, int k)
+    {
+        const string op = "moe_dispatch";
+        var gx = G(x, op, "x"); var go = G(order, op, "order", DType.I32);
+        if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.");
+        if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.");
+        int n = x.Shape[0], c = x.Shape[1], m = n * k;
+        Permutation(op, "order", order, m);
+        var xs = New(m, c);
+        DispatchElementwise("core/moe_dispatch_forward",
+            new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
+            (long)m * c, [gx.Range, go.Range], [xs.Range]);
+        return xs;
+    }
+
+    public Tensor MoeDispatchBackward(Tensor position, Tensor gxs, int k)
+    {
+        const string op = "moe_dispatch_backward";
+        var gp = G(position, op, "position", DType.I32); var gg = G(gxs, op, "gxs");
+        if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.");
+        if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.");
+        int m = gxs.Shape[0], c = gxs.Shape[1], n = m / k;
+        Permutation(op, "position", position, m);
+        var gx = New(n, c);
+        DispatchElementwise("core/moe_dispatch_backward",
+            new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
+            (long)n * c, [gp.Range, gg.Range], [gx.Range]);
+        return gx;
+    }
+
+    private static (int M, int K, int Nout, int E) GroupedShape(string op, Tensor xs, Tensor w, Tensor offsets)
+    {
+        if (xs.Rank != 2) throw new ArgumentException($"{op}: xs must be (M, K), got {xs.ShapeString}.");
+        if (w.Rank != 3 || w.Shape[1] != xs.Shape[1]) throw new ArgumentException($"{op}: w must be (E, K = {xs.Shape[1]}, N), got {w.ShapeString}.");
+        int e = w.Shape[0];
+        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
+        if (offsets.Rank != 1 || offsets.Shape[0] != e + 1) throw new ArgumentException($"{op}: offsets must be [E + 1] = [{e + 1}], got {offsets.ShapeString}.");
+        return (xs.Shape[0], xs.Shape[1], w.Shape[2], e);
+    }
+
+    public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
+    {
+        const string op = "grouped_matmul";
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32);
+        var (m, k, nout, e) = GroupedShape(op, xs, w, offsets);
+        var y = New(m, nout);
+        DispatchElementwise("core/grouped_matmul_forward",
+            new GroupedMatmulPush { A = ga.Address, W = gw.Address, Offsets = go.Address, Y = y.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
+            (long)m * nout, [ga.Range, gw.Range, go.Range], [y.Range]);
+        return y;
+    }
+
+    public (Tensor GradXs, Tensor GradW) GroupedMatmulBackward(Tensor xs, Tensor w, Tensor offsets, Tensor gy)
+    {
+        const string op = "grouped_matmul_backward";
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32); var gg = G(gy, op, "gy");
+        var (m, k, nout, e) = GroupedShape(op, xs, w, offsets);
+        if (gy.Rank != 2 || gy.Shape[0] != m || gy.Shape[1] != nout) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{m}, {nout}].");
+        var gxs = New(m, k);
+        var gW = New(e, k, nout);
+        DispatchElementwise("core/grouped_matmul_backward_x",
+            new GroupedMatmulPush { A = gg.Address, W = gw.Address, Offsets = go.Address, Y = gxs.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
+            (long)m * k, [gg.Range, gw.Range, go.Range], [gxs.Range]);
+        DispatchElementwise("core/grouped_matmul_backward_w",
+            new GroupedMatmulPush { A = ga.Address, W = gg.Address, Offsets = go.Address, Y = gW.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
+            (long)e * k * nout, [ga.Range, gg.Range, go.Range], [gW.Range]);
+        return (gxs, gW);
+    }
+
+    private static (int N, int C, int K) CombineShape(string op, Tensor ys, Tensor weights, Tensor position)
+    {
+        if (weights.Rank != 2) throw new ArgumentException($"{op}: weights must be (N, k), got {weights.ShapeString}.");
+        int n = weights.Shape[0], k = weights.Shape[1];
+        if (ys.Rank != 2 || ys.Shape[0] != n * k) throw new ArgumentException($"{op}: ys must be (M = N·k = {n * k}, C), got {ys.ShapeString}.");
+        Permutation(op, "position", position, n * k);
+        return (n, ys.Shape[1], k);
+    }
+
+    public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
+    {
+        const string op = "moe_combine";
+        var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32);
+        var (n, c, k) = CombineShape(op, ys, weights, position);
+        var y = New(n, c);
+        DispatchElementwise("core/moe_combine_forward",
+            new MoeCombinePush { Ys = gy.Address, Weights = gw.Address, Position = gp.Address, Y = y.Address, N = (uint)n, C = (uint)c, K = (uint)k },
+            (long)n * c, [gy.Range, gw.Range, gp.Range], [y.Range]);
+        return y;
+    }
+
+    public (Tensor GradYs, Tensor GradWeights) MoeCombineBackward(Tensor ys, Tensor weights, Tensor position, Tensor gy)
+    {
+        const string op = "moe_combine_backward";
+        var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32); var gg = G(gy, op, "gy");
+        var (n, c, k) = CombineShape(op, ys, weights, position);
+        if (gy.Rank != 2 || gy.Shape[0] != n || gy.Shape[1] != c) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{n}, {c}].");
+        int m = n * k;
+        var dYs = New(m, c);
+        var dW = New(n, k);
+        DispatchElementwise("core/moe_combine_backward_ys",
+            new MoeCombineBackwardYsPush { Weights = gw.Address, Position = gp.Address, Gy = gg.Address, Gys = dYs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
+            (long)m * c, [gw.Range, gp.Range, gg.Range], [dYs.Range]);
+        DispatchElementwise("core/moe_combine_backward_weights",
+            new MoeCombineBackwardWPush { Ys = gys.Address, Position = gp.Address, Gy = gg.Address, Gw = dW.Address, M = (uint)m, C = (uint)c, K = (uint)k },
+            m, [gys.Range, gp.Range, gg.Range], [dW.Range]);
+        return (dYs, dW);
+    }
+}
