@@ -663,18 +663,33 @@ ET_API int et_lora_forward(et_tensor x, et_tensor a, et_tensor b, et_tensor ids,
     });
 }
 
-// Gradients by autograd over the whole banks; the trained block's slice is then taken (zeros for block −1).
+// Gradients by torch's autograd: the trained block enters as its own leaf for the samples routed to it
+// (the rest of the banks are constants), so only that block's gradient is formed, never the whole bank's.
 ET_API int et_lora_backward(et_tensor x, et_tensor a, et_tensor b, et_tensor ids, et_tensor gy, float scale, int64_t block,
                             et_tensor* grad_x, et_tensor* grad_a, et_tensor* grad_b) {
     return guarded("lora_backward", [&] {
         out_ptr(grad_x, "grad_x"); out_ptr(grad_a, "grad_a"); out_ptr(grad_b, "grad_b");
         const at::Tensor &X = in(x, "x"), &A = in(a, "a"), &B = in(b, "b"), &I = in(ids, "ids"), &G = in(gy, "gy");
         if (block < -1 || block >= A.size(0)) throw BadArgument("block " + std::to_string(block) + " is outside [-1, blocks)");
-        at::Tensor lx = leaf(X), la = leaf(A), lb = leaf(B);
-        auto g = autograd(lora_fwd(lx, la, lb, I, scale), {lx, la, lb}, G);
-        at::Tensor ga = block >= 0 ? g[1][block] : at::zeros({A.size(1), A.size(2)}, A.options());
-        at::Tensor gb = block >= 0 ? g[2][block] : at::zeros({B.size(1), B.size(2)}, B.options());
-        emit_all({{grad_x, own(g[0], {&X, &G})}, {grad_a, own(ga.clone(), {&A})}, {grad_b, own(gb.clone(), {&B})}});
+        const int64_t blocks = A.size(0);
+        at::Tensor id = I.to(at::kLong);
+        at::Tensor valid = id.ge(0).logical_and(id.lt(blocks));
+        at::Tensor safe = at::where(valid, id, at::zeros_like(id));
+        at::Tensor lx = leaf(X);
+        at::Tensor asel = A.index_select(0, safe), bsel = B.index_select(0, safe);  // (S, in, k), (S, k, out)
+        at::Tensor on = id.eq(block);
+        bool trained = block >= 0 && on.any().item<bool>();
+        at::Tensor la, lb;
+        if (trained) {
+            la = leaf(A[block]); lb = leaf(B[block]);
+            asel = at::where(on.view({-1, 1, 1}), la.unsqueeze(0).expand_as(asel), asel);
+            bsel = at::where(on.view({-1, 1, 1}), lb.unsqueeze(0).expand_as(bsel), bsel);
+        }
+        at::Tensor y = at::bmm(at::bmm(lx, asel), bsel) * scale * valid.to(X.scalar_type()).view({-1, 1, 1});
+        auto g = autograd(y, trained ? std::vector<at::Tensor>{lx, la, lb} : std::vector<at::Tensor>{lx}, G);
+        at::Tensor ga = trained ? g[1] : at::zeros({A.size(1), A.size(2)}, A.options());
+        at::Tensor gb = trained ? g[2] : at::zeros({B.size(1), B.size(2)}, B.options());
+        emit_all({{grad_x, own(g[0], {&X, &G})}, {grad_a, own(ga, {&A})}, {grad_b, own(gb, {&B})}});
     });
 }
 
