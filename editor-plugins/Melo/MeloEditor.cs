@@ -27,7 +27,9 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     private readonly int _blocks, _rank, _iters, _lrStep;
     private readonly float _lr, _gamma, _scale;
     private readonly Dictionary<string, LoraBlockBank> _banks = new();
-    private readonly ClusterIndex _index;
+    private ClusterIndex _index;
+    /// <summary>Every key inserted by a live edit, in order (for <see cref="Reindex"/>).</summary>
+    private readonly List<(float[] Key, string Label, int Block, int EditId)> _inserted = new();
     private readonly Random _rng;
     /// <summary>Live edits: id → block.</summary>
     private readonly SortedDictionary<int, int> _edits = new();
@@ -279,7 +281,9 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         {
             int id = _nextId++;
             _edits[id] = block;
-            _index.Insert(keys.AsSpan(b * D, D).ToArray(), batch[b].TargetNew, block, id);
+            var key = keys.AsSpan(b * D, D).ToArray();
+            _index.Insert(key, batch[b].TargetNew, block, id);
+            _inserted.Add((key, batch[b].TargetNew, block, id));
             result.Add(id);
         }
         return result;
@@ -289,6 +293,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     {
         if (!_edits.Remove(editId, out int block)) throw new KeyNotFoundException($"MELO: no edit {editId} (live edits: {_edits.Count}).");
         _index.RemoveEdit(editId);
+        _inserted.RemoveAll(k => k.EditId == editId);
         ClearRouting();
         if (!_edits.ContainsValue(block)) ZeroBlock(block);
     }
@@ -310,9 +315,28 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     {
         _edits.Clear();
         _index.Clear();
+        _inserted.Clear();
         ClearRouting();
         var be = _ctx.Model.Backend;
         foreach (var bank in _banks.Values) { be.Fill(bank.A, 0); be.Fill(bank.B, 0); }
+    }
+
+    /// <summary>
+    /// Rebuilds the index with another init_radius by inserting the live edits' keys again, in their
+    /// order. The LoRA blocks do not depend on the radius (training routes its batch to its block
+    /// whatever the index holds), so this gives the state that editing with that radius gives — what a
+    /// radius sweep needs without training every edit again. Not after <see cref="Load"/> (the load keeps
+    /// the index, not the insertion order).
+    /// </summary>
+    public void Reindex(float initRadius)
+    {
+        if (_inserted.Count != _edits.Count) throw new InvalidOperationException("MELO: Reindex needs the keys of every live edit in insertion order; a loaded state does not keep them.");
+        var index = new ClusterIndex(_index.KeyDim, initRadius);
+        foreach (var (key, label, block, id) in _inserted) index.Insert(key, label, block, id);
+        _index.Dispose();
+        _index = index;
+        _hp["init_radius"] = initRadius;
+        ClearRouting();
     }
 
     // ---------------------------------------------------------------- state
@@ -386,6 +410,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         _index.Restore(clusters, int.Parse(f.Metadata["conflicts"], CultureInfo.InvariantCulture), int.Parse(f.Metadata["forgotten"], CultureInfo.InvariantCulture));
         _edits.Clear();
         foreach (var (id, block) in edits) _edits[id] = block;
+        _inserted.Clear();
         _nextId = int.Parse(f.Metadata["next_id"], CultureInfo.InvariantCulture);
         ClearRouting();
     }

@@ -92,6 +92,12 @@ public static class EditorRegistry
             if (!hp.ContainsKey(k)) throw new ArgumentException($"override {k}={v}: not a hyper-parameter of {pluginName} (known: {string.Join(", ", hp.Select(p => p.Key))}).");
             hp[k] = double.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out var d) ? JsonValue.Create(d) : JsonValue.Create(v);
         }
-        return (IEditor)Activator.CreateInstance(type, context, hp)!;
+        try { return (IEditor)Activator.CreateInstance(type, context, hp)!; }
+        catch (TargetInvocationException e) when (e.InnerException is not null)
+        {
+            // The plugin's own error (a bad hyper-parameter, a missing site), not the reflection wrapper.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+            throw;
+        }
     }
 }
