@@ -233,10 +233,18 @@ public sealed class Gpt2Model : IDisposable
         return best;
     }
 
-    /// <summary>Teacher-forced scores of <paramref name="target"/> after <paramref name="prompt"/>, one batch of requests at a time.</summary>
+    /// <summary>Sequences per forward in <see cref="ScoreTargets"/>.</summary>
+    public const int ScoreChunk = 256;
+
+    /// <summary>Teacher-forced scores of <paramref name="target"/> after <paramref name="prompt"/>, in batches of at most <see cref="ScoreChunk"/> requests.</summary>
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests)
     {
         if (requests.Count == 0) return [];
+        // Chunks bound the memory: one forward's activations and logits grow with the batch
+        // (thousands of locality prompts at once took ~17 GB on the built-in model).
+        if (requests.Count > ScoreChunk)
+            return Enumerable.Range(0, (requests.Count + ScoreChunk - 1) / ScoreChunk)
+                .SelectMany(c => ScoreTargets(requests.Skip(c * ScoreChunk).Take(ScoreChunk).ToList())).ToArray();
         var seqs = requests.Select(r =>
         {
             if (r.Prompt.Length == 0 || r.Target.Length == 0) throw new ArgumentException("logprob: prompt and target need at least one token each.");
