@@ -92,9 +92,18 @@ public sealed class MeloEditorTests : GpuTest
         Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("lora_layers=h.9.mlp.c_fc")))!.Message,
             Does.Contain("not a linear site"));
         Assert.That(model.Adapters, Is.Empty, "a rejected configuration leaves no adapter behind");
-        foreach (var family in new[] { "gpt2", "gpt2-xl" })
-            Assert.That(EditorRegistry.Defaults("MELO", family)["rank_per_block"]!.GetValue<double>(), Is.EqualTo(2));
         Assert.That((string)EditorRegistry.Defaults("MELO", "gpt2-xl")["key_layer"]!, Is.EqualTo("h.35.mlp.c_fc"));
+        // The GPT-2 and GPT2-XL defaults fit models of those depths (narrow random stand-ins): one edit each.
+        foreach (var (family, layers) in new[] { ("gpt2", 12), ("gpt2-xl", 48) })
+        {
+            var cfg = new Gpt2Config { VocabSize = md.Config.VocabSize, NPositions = 64, NEmbd = 16, NLayer = layers, NHead = 2, BosTokenId = md.Config.BosTokenId, EosTokenId = md.Config.EosTokenId };
+            using var small = new Gpt2Model(torch, cfg, Gpt2Model.RandomWeights(cfg, 7));
+            var sctx = new EditorContext(small, md);
+            using var e = (MeloEditor)EditorRegistry.Create("MELO", sctx, family, overrides: Set("num_iter=2", "num_blocks=4"));
+            Assert.That(EditorRegistry.Defaults("MELO", family)["rank_per_block"]!.GetValue<double>(), Is.EqualTo(2), family);
+            Assert.That(e.Edit([reqs[0]]), Has.Count.EqualTo(1), family);
+            Assert.That(e.ParametersPerEdit, Is.EqualTo(2 * 2 * (16 + 64)), $"{family}: rank 2 on two c_fc sites (16 → 64)");
+        }
     }
 
     [Test]
