@@ -135,9 +135,14 @@ public sealed class MeloEditorTests : GpuTest
         using var vulkan = new VulkanBackend(Device);
         var big = new ClusterIndex(9, 2.5f);
         for (int i = 0; i < 60; i++) big.Insert(Enumerable.Range(0, 9).Select(_ => (float)Rng.NextDouble() * 4).ToArray(), $"l{i % 7}", i % 11, i);
-        var queries = Enumerable.Range(0, 37).Select(_ => Enumerable.Range(0, 9).Select(_ => (float)Rng.NextDouble() * 4).ToArray()).ToList();
+        // Odd queries sit next to stored keys (routed unless a split forgot that key), even ones far away (never routed).
+        var keys = big.Clusters.SelectMany(c => c.Points).Select(p => p.Key).ToList();
+        var queries = Enumerable.Range(0, 37).Select(i => i % 2 == 1
+            ? keys[Rng.Next(keys.Count)].Select(v => v + (float)(Rng.NextDouble() - 0.5) * 0.02f).ToArray()
+            : Enumerable.Range(0, 9).Select(_ => 20f + (float)Rng.NextDouble() * 4).ToArray()).ToList();
         var host = queries.Select(q => big.Route(q)).ToArray();
-        Assert.That(host.Count(b => b >= 0), Is.InRange(1, 36), "the queries mix routed and unrouted");
+        Assert.That(host.Where((_, i) => i % 2 == 0), Is.All.EqualTo(-1), "far queries route nowhere");
+        Assert.That(host.Count(b => b >= 0), Is.GreaterThanOrEqualTo(9), "queries at stored keys route");
         foreach (IBackend be in new IBackend[] { torch, vulkan })
         {
             using var q = be.FromArray(queries.SelectMany(x => x).ToArray(), 37, 9);
