@@ -1,7 +1,7 @@
 # EditRuntime — one-command set-up, build, test, demo and benchmarks.
 #   make test    install what is missing, build, run the whole test suite (validation layer on)
 #   make demo    install what is missing, build, list the Vulkan devices, run a validated matmul, and
-#                ask the built-in model a fact (generation and teacher-forced log-probability, on Vulkan)
+#                run scripts/demo.lua: edit a fact of the built-in model and show what changed (on Vulkan)
 #   make bench   install what is missing, build, run the benchmarks (matmul, ops, model; several minutes on lavapipe)
 # Every target is idempotent: a second run installs nothing.
 
@@ -81,14 +81,14 @@ test: build fixtures
 demo: build
 	./editrt devices
 	./editrt bench matmul --sizes 127x255x63,256 --check
-	./editrt generate --model models/editrt-tiny --prompt "The capital of Vamar is" --max-tokens 4
-	./editrt logprob --model models/editrt-tiny --prompt "The capital of Vamar is" --target " Kaigati"
+	./editrt run scripts/demo.lua
 
 bench: build
 	./editrt bench matmul --with-torch
 	./editrt bench ops
 	./editrt bench model --dims 2048,64,192,4,6 --batch 64 --seq 16 --no-gpt2
 	./editrt bench model --batch 1 --seq 32 --repeat 1
+	./editrt bench lua
 
 clean:
 	rm -rf $(STAMP) engine/*/bin engine/*/obj tests/*/bin tests/*/obj

@@ -33,13 +33,15 @@ internal static class EvalCommand
             Console.WriteLine($"  after {c.Edits,5} edits: ES {c.Scores.Efficacy:0.000}  GS {c.Scores.Generality:0.000}  LS {c.Scores.Locality:0.000}");
         var s = r.Scores;
         Console.WriteLine($"ES {s.Efficacy:0.000}  GS {s.Generality:0.000}  LS {s.Locality:0.000}  CF success {s.CounterFactSuccess:0.000}  ({s.Requests} requests)");
+        Console.WriteLine($"trainable parameters after the run: {editor.Describe().TrainableParameters}");
         Console.WriteLine($"time per edit {r.SecondsPerEdit * 1000:0.0} ms wall" +
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
-                          (r.PeakDeviceBytes is { } pb ? $"; peak device memory {pb / 1048576.0:0.0} MiB" : "") +
+                          (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
                           $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
         if (outDir is not null)
         {
-            var files = EditReport.Write(outDir, d, new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r);
+            // Described again after the run: editors whose state grows (GRACE's codebook) count it now.
+            var files = EditReport.Write(outDir, editor.Describe(), new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r);
             Console.WriteLine($"report: {string.Join(", ", files)}");
         }
         return 0;

@@ -35,7 +35,10 @@ public sealed record EditRunResult(EditProtocol Protocol, int Edits, int BatchSi
 {
     public IReadOnlyList<CurvePoint> Curve { get; init; } = [];
     public double? DeviceSecondsPerEdit { get; init; }
+    /// <summary>Peak over the whole run, measurement included (scoring batches many prompts at once).</summary>
     public long? PeakDeviceBytes { get; init; }
+    /// <summary>Peak while the editor's Edit calls ran (the model's weights included): what editing itself needs.</summary>
+    public long? PeakEditDeviceBytes { get; init; }
     /// <summary>Seconds spent measuring (final scores and curve points).</summary>
     public double MeasureSeconds { get; init; }
 }
@@ -89,17 +92,30 @@ public static class EditProtocols
         counters?.ResetPeakDeviceBytes();
         var sw = Stopwatch.StartNew();
         double editSeconds = 0, deviceSeconds = 0, measureSeconds = 0;
+        long runPeak = 0, editPeak = 0;
+        long TakePeak()
+        {
+            if (counters is null) return 0;
+            long p = counters.PeakDeviceBytes;
+            counters.ResetPeakDeviceBytes();
+            return p;
+        }
         EditScores scores;
         var curve = new List<CurvePoint>();
         void Report(string phase, int done, int total) => options.Progress?.Invoke(new EditProgress(phase, done, total, sw.Elapsed));
         void Timed(IReadOnlyList<EditRequest> b)
         {
+            backend.Synchronize();
+            runPeak = Math.Max(runPeak, TakePeak());
             double busy0 = counters?.DeviceBusySeconds ?? 0;
             var t = Stopwatch.StartNew();
             editor.Edit(b);
             backend.Synchronize();
             editSeconds += t.Elapsed.TotalSeconds;
             deviceSeconds += (counters?.DeviceBusySeconds ?? 0) - busy0;
+            long p = TakePeak();
+            editPeak = Math.Max(editPeak, p);
+            runPeak = Math.Max(runPeak, p);
         }
         EditScores Measured(int count)
         {
@@ -157,7 +173,8 @@ public static class EditProtocols
         {
             Curve = curve,
             DeviceSecondsPerEdit = counters is null ? null : deviceSeconds / reqs.Count,
-            PeakDeviceBytes = counters?.PeakDeviceBytes,
+            PeakDeviceBytes = counters is null ? null : Math.Max(runPeak, TakePeak()),
+            PeakEditDeviceBytes = counters is null ? null : editPeak,
             MeasureSeconds = measureSeconds,
         };
     }

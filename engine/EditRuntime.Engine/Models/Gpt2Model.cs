@@ -233,47 +233,51 @@ public sealed class Gpt2Model : IDisposable
         return best;
     }
 
-    /// <summary>Sequences per forward in <see cref="ScoreTargets"/>.</summary>
-    public const int ScoreChunk = 256;
+    /// <summary>Most logits (sequences × padded length × vocabulary) one scoring forward may produce; larger
+    /// request lists are scored in chunks of similar lengths so memory stays bounded (32 MiB of logits).</summary>
+    public long ScoreLogitBudget { get; set; } = 8L << 20;
 
-    /// <summary>Teacher-forced scores of <paramref name="target"/> after <paramref name="prompt"/>, in batches of at most <see cref="ScoreChunk"/> requests.</summary>
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests)
     {
         if (requests.Count == 0) return [];
-        // Chunks bound the memory: one forward's activations and logits grow with the batch
-        // (thousands of locality prompts at once took ~17 GB on the built-in model).
-        if (requests.Count > ScoreChunk)
-            return Enumerable.Range(0, (requests.Count + ScoreChunk - 1) / ScoreChunk)
-                .SelectMany(c => ScoreTargets(requests.Skip(c * ScoreChunk).Take(ScoreChunk).ToList())).ToArray();
         var seqs = requests.Select(r =>
         {
             if (r.Prompt.Length == 0 || r.Target.Length == 0) throw new ArgumentException("logprob: prompt and target need at least one token each.");
             return r.Prompt.Concat(r.Target[..^1]).ToArray();
         }).ToList();
-        var batch = new TokenBatch(seqs, promptLengths: requests.Select(r => r.Prompt.Length).ToArray());
-        float[] logits;
-        using (var tape = new Tape(Backend))
-            logits = Backend.ToFloatArray(Logits(tape, Frozen(tape), batch).Value);
         var scores = new TargetScore[requests.Count];
         int V = Config.VocabSize;
-        for (int b = 0; b < requests.Count; b++)
+        // Chunks of sequences of similar length (sorted, stable), each within the logit budget.
+        var order = Enumerable.Range(0, seqs.Count).OrderBy(i => seqs[i].Length).ToArray();
+        for (int start = 0; start < order.Length;)
         {
-            var (prompt, target) = requests[b];
-            var lp = new double[target.Length];
-            var hit = new bool[target.Length];
-            var top = new int[target.Length];
-            for (int j = 0; j < target.Length; j++)
+            int end = start + 1;
+            while (end < order.Length && (long)(end - start + 1) * seqs[order[end]].Length * V <= ScoreLogitBudget) end++;
+            var idx = order[start..end];
+            var batch = new TokenBatch(idx.Select(i => seqs[i]).ToList(), promptLengths: idx.Select(i => requests[i].Prompt.Length).ToArray());
+            float[] logits;
+            using (var tape = new Tape(Backend))
+                logits = Backend.ToFloatArray(Logits(tape, Frozen(tape), batch).Value);
+            for (int b = 0; b < idx.Length; b++)
             {
-                var row = logits.AsSpan((b * batch.T + prompt.Length - 1 + j) * V, V);
-                double max = double.NegativeInfinity;
-                foreach (var z in row) max = Math.Max(max, z);
-                double sum = 0;
-                foreach (var z in row) sum += Math.Exp(z - max);
-                lp[j] = row[target[j]] - max - Math.Log(sum);
-                top[j] = ArgMax(row);
-                hit[j] = top[j] == target[j];
+                var (prompt, target) = requests[idx[b]];
+                var lp = new double[target.Length];
+                var hit = new bool[target.Length];
+                var top = new int[target.Length];
+                for (int j = 0; j < target.Length; j++)
+                {
+                    var row = logits.AsSpan((b * batch.T + prompt.Length - 1 + j) * V, V);
+                    double max = double.NegativeInfinity;
+                    foreach (var z in row) max = Math.Max(max, z);
+                    double sum = 0;
+                    foreach (var z in row) sum += Math.Exp(z - max);
+                    lp[j] = row[target[j]] - max - Math.Log(sum);
+                    top[j] = ArgMax(row);
+                    hit[j] = top[j] == target[j];
+                }
+                scores[idx[b]] = new TargetScore(lp, hit, top);
             }
-            scores[b] = new TargetScore(lp, hit, top);
+            start = end;
         }
         return scores;
     }

@@ -33,6 +33,7 @@ public static class EditReport
                 ["wall_seconds_per_edit"] = r.SecondsPerEdit,
                 ["device_seconds_per_edit"] = r.DeviceSecondsPerEdit,
                 ["peak_device_bytes"] = r.PeakDeviceBytes,
+                ["peak_edit_device_bytes"] = r.PeakEditDeviceBytes,
                 ["measure_seconds"] = r.MeasureSeconds,
                 ["total_seconds"] = r.TotalSeconds,
             },
@@ -46,11 +47,11 @@ public static class EditReport
         var sb = new StringBuilder();
         sb.Append($"# {d.Name}: {p.ProtocolName}, {r.Edits} edits\n\n");
         sb.Append($"Model `{p.ModelPath}`, data `{p.DataPath}`, backend {p.Backend} ({p.Device}); trainable parameters {d.TrainableParameters:N0}; layers {string.Join(", ", d.LayersTouched)}.\n\n");
-        sb.Append("| editor | backend | protocol | edits | ES | GS | LS | CF success | ms/edit (wall) | ms/edit (device) | peak device MiB |\n");
+        sb.Append("| editor | backend | protocol | edits | ES | GS | LS | CF success | ms/edit (wall) | ms/edit (device) | peak device MiB (editing / run) |\n");
         sb.Append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         sb.Append($"| {d.Name} | {p.Backend} | {p.ProtocolName} | {r.Edits} | {M(s.Efficacy)} | {M(s.Generality)} | {M(s.Locality)} | {M(s.CounterFactSuccess)} | " +
                   $"{r.SecondsPerEdit * 1000:0.0} | {(r.DeviceSecondsPerEdit is { } g ? (g * 1000).ToString("0.0", CultureInfo.InvariantCulture) : "–")} | " +
-                  $"{(r.PeakDeviceBytes is { } b ? (b / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) : "–")} |\n");
+                  $"{Mib(r.PeakEditDeviceBytes)} / {Mib(r.PeakDeviceBytes)} |\n");
         if (r.Curve.Count > 1)
         {
             sb.Append("\nRetention (metrics on the requests edited so far):\n\n| edits | ES | GS | LS | CF success |\n|---:|---:|---:|---:|---:|\n");
@@ -85,6 +86,8 @@ public static class EditReport
     {
         ["ES"] = Num(s.Efficacy), ["GS"] = Num(s.Generality), ["LS"] = Num(s.Locality), ["CF_success"] = Num(s.CounterFactSuccess), ["requests"] = s.Requests,
     };
+
+    private static string Mib(long? b) => b is { } v ? (v / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) : "–";
 
     private static JsonNode? Num(double d) => double.IsNaN(d) ? null : JsonValue.Create(d);
     private static string M(double d) => double.IsNaN(d) ? "–" : d.ToString("0.000", CultureInfo.InvariantCulture);

@@ -1,0 +1,266 @@
+using EditRuntime.Autograd;
+using EditRuntime.Backends;
+using EditRuntime.Editing;
+using EditRuntime.Models;
+
+namespace EditRuntime.Lua;
+
+/// <summary>A loaded model as scripts hold it.</summary>
+internal sealed class ModelObject(string path, ModelDirectory directory, Gpt2Model model) : LuaObject
+{
+    public string Path { get; } = path;
+    public EditorContext Context { get; } = new(model, directory);
+    public Gpt2Model Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : Context.Model;
+    public ModelDirectory Directory => Context.Directory;
+    public bool Closed { get; private set; }
+    public string Family => Directory.PrependBos ? "editrt-tiny" : "gpt2";
+
+    public override string TypeName => "Model";
+    public override string Describe() => Closed ? $"Model({Path}, closed)"
+        : $"Model({Path}: {Context.Model.Config.NLayer} layers, {Context.Model.Config.NEmbd} wide, {Context.Model.Backend.Name})";
+
+    public void Close()
+    {
+        if (Closed) return;
+        Closed = true;
+        Context.Model.Dispose();
+    }
+}
+
+internal sealed partial class RtApi
+{
+    private void RegisterModel()
+    {
+        Fn("rt.model.load", 1, 2, "rt.model.load(path[, {backend=}])", c =>
+        {
+            var given = c.String(1);
+            var path = Paths.CheckRead(given, c.Name);
+            var o = c.Options(2, "backend");
+            var be = Backend(Str(o, "backend", c));
+            var md = ModelDirectory.Load(path);
+            var model = new Gpt2Model(be, md.Config, md.Weights);
+            return c.Return(new ModelObject(given, md, model));
+        });
+        Fn("rt.model.builtin", 0, 0, "rt.model.builtin()", c =>
+            c.Return(BuiltinModels.TinyPath ?? throw new InvalidOperationException($"the built-in model models/{BuiltinModels.Name} was not found above {AppContext.BaseDirectory} or the working directory")));
+
+        _host.DefineType("Model",
+        [
+            Method("Model:info", 0, 0, "model:info()", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var cfg = m.Model.Config;
+                return c.Return(new Dictionary<string, object?>
+                {
+                    ["path"] = m.Path, ["backend"] = m.Model.Backend.Name, ["device"] = m.Model.Backend.DeviceDescription,
+                    ["layers"] = cfg.NLayer, ["width"] = cfg.NEmbd, ["heads"] = cfg.NHead, ["vocab"] = cfg.VocabSize, ["positions"] = cfg.NPositions,
+                    ["parameters"] = m.Model.Parameters.Values.Sum(t => t.Count), ["prepend_bos"] = m.Directory.PrependBos, ["family"] = m.Family,
+                    ["sites"] = Sites(cfg),
+                });
+            }),
+            Method("Model:tokenize", 1, 1, "model:tokenize(text)", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var ids = m.Directory.Tokenizer.Encode(c.String(1));
+                return c.Return(ids, ids.Select(i => m.Directory.Tokenizer.TokenText(i)).ToList());
+            }),
+            Method("Model:decode", 1, 1, "model:decode(ids)", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var ids = c.List(1, "ids").Select((v, i) => v is long l && l >= 0 && l < m.Directory.Tokenizer.VocabSize ? (int)l
+                    : throw c.ArgError(1, $"ids[{i + 1}] is not a token id of this model (0..{m.Directory.Tokenizer.VocabSize - 1})")).ToList();
+                return c.Return(m.Directory.Tokenizer.Decode(ids));
+            }),
+            Method("Model:generate", 1, 2, "model:generate(prompt[, {max_tokens=20}])", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var prompt = c.String(1);
+                var o = c.Options(2, "max_tokens");
+                int max = Int(o, "max_tokens", c, 20, 1);
+                var ids = m.Directory.EncodePrompt(prompt);
+                if (ids.Length == (m.Directory.Bos is null ? 0 : 1)) throw c.ArgError(1, "the prompt has no tokens");
+                var tok = m.Directory.Tokenizer;
+                var gen = m.Model.GenerateGreedy(ids, max, tok.EndOfTextId).Where(i => i != tok.EndOfTextId).ToArray();
+                return c.Return(tok.Decode(gen), gen);
+            }),
+            Method("Model:logprob", 2, 2, "model:logprob(prompt, target)", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var (p, t) = m.Context.Encode(c.String(1).TrimEnd(), c.String(2).TrimStart());
+                if (p.Length == (m.Directory.Bos is null ? 0 : 1)) throw c.ArgError(1, "the prompt has no tokens");
+                var s = m.Model.ScoreTargets([(p, t)])[0];
+                return c.Return(new Dictionary<string, object?>
+                {
+                    ["logprob"] = s.LogProb, ["mean_nll"] = s.MeanNll, ["accuracy"] = s.Accuracy, ["tokens"] = t,
+                    ["token_logprobs"] = s.TokenLogProbs.ToList(), ["hits"] = s.ArgmaxHits.ToList(), ["argmax"] = s.ArgmaxIds,
+                });
+            }),
+            Method("Model:params", 0, 0, "model:params()", c =>
+            {
+                var m = c.Self<ModelObject>();
+                return c.Return(m.Model.Parameters.ToDictionary(p => p.Key, p => (object?)p.Value.Shape.ToList()));
+            }),
+            Method("Model:weight", 1, 1, "model:weight(name)", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var name = ParamName(m, c.String(1), c, 1);
+                return c.Return(new TensorObject(this, m.Model.Parameters[name], owned: false, m, name));
+            }),
+            Method("Model:activations", 2, 3, "model:activations(prompts, site[, {which=\"input\", position=\"last\"}])", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var prompts = Prompts(c, 1);
+                var site = Site(m, c.String(2), c, 2);
+                var o = c.Options(3, "which", "position");
+                bool input = Str(o, "which", c) switch { null or "input" => true, "output" => false, var w => throw c.ArgError(3, $"which = \"{w}\": input or output") };
+                bool last = Str(o, "position", c) switch { null or "last" => true, "all" => false, var w => throw c.ArgError(3, $"position = \"{w}\": last or all") };
+                return c.Return(Activations(m, prompts, site, input, last));
+            }),
+            Method("Model:grad", 2, 2, "model:grad(requests, {param names})", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var reqs = ReadRequests(c, 1);
+                var names = c.List(2, "param names").Select((v, i) => v is string s ? ParamName(m, s, c, 2)
+                    : throw c.ArgError(2, $"names[{i + 1}]: string expected, got {LuaValues.Describe(v)}")).Distinct().ToList();
+                if (names.Count == 0) throw c.ArgError(2, "no parameter names");
+                var (loss, grads) = Grad(m, reqs, names);
+                return c.Return(loss, grads);
+            }),
+            Method("Model:loss", 1, 1, "model:loss(requests)", c =>
+            {
+                var m = c.Self<ModelObject>();
+                var (tb, targets) = TeacherForcing(m.Context, ReadRequests(c, 1));
+                using var tape = new Tape(m.Model.Backend);
+                var loss = m.Model.Loss(tape, m.Model.Bind(tape, _ => false), tb, targets);
+                return c.Return((double)m.Model.Backend.ToFloatArray(loss.Value)[0]);
+            }),
+            Method("Model:close", 0, 0, "model:close()", c =>
+            {
+                var m = c.Self<ModelObject>();
+                if (_host.LiveObjects.OfType<EditorObject>().Any(e => e.Model == m && !e.Closed))
+                    throw new InvalidOperationException("close its editors first (editor:close())");
+                foreach (var t in _host.LiveObjects.OfType<TensorObject>().Where(t => t.Model == m).ToList()) _host.ForgetObject(t);
+                m.Close();
+                return c.Nothing();
+            }),
+        ]);
+    }
+
+    private static List<object?> Sites(Gpt2Config cfg) =>
+        Enumerable.Range(0, cfg.NLayer).SelectMany(l => new[] { "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj" }.Select(s => (object?)$"h.{l}.{s}")).ToList();
+
+    private static string ParamName(ModelObject m, string name, LuaCall c, int arg) =>
+        m.Model.Parameters.ContainsKey(name) ? name
+        : throw c.ArgError(arg, $"no parameter \"{name}\" in this model (e.g. h.0.mlp.c_proj.weight; model:params() lists them)");
+
+    private static string Site(ModelObject m, string site, LuaCall c, int arg) =>
+        Sites(m.Model.Config).Contains(site) ? site
+        : throw c.ArgError(arg, $"\"{site}\" is not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj with N < {m.Model.Config.NLayer})");
+
+    private static List<string> Prompts(LuaCall c, int i)
+    {
+        if (!c.IsTable(i)) return [c.String(i)];
+        var list = c.List(i, "prompts");
+        if (list.Count == 0) throw c.ArgError(i, "no prompts");
+        return list.Select((p, k) => p is string s && s.Trim().Length > 0 ? s : throw c.ArgError(i, $"prompts[{k + 1}]: a non-empty string expected")).ToList();
+    }
+
+    /// <summary>Token batch of prompt + target (minus its last token) and the per-position targets (−100 elsewhere):
+    /// the teacher-forced cross-entropy of target_new after each prompt, as FT-L trains it.</summary>
+    internal static (TokenBatch Batch, int[] Targets) TeacherForcing(EditorContext ctx, IReadOnlyList<EditRequest> reqs)
+    {
+        var pairs = reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList();
+        var tb = new TokenBatch(pairs.Select(p => p.Prompt.Concat(p.Target[..^1]).ToArray()).ToList());
+        var targets = new int[tb.B * tb.T];
+        Array.Fill(targets, -100);
+        for (int b = 0; b < tb.B; b++)
+            for (int j = 0; j < pairs[b].Target.Length; j++)
+                targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
+        return (tb, targets);
+    }
+
+    private (double Loss, Dictionary<string, object?> Grads) Grad(ModelObject m, List<EditRequest> reqs, List<string> names)
+    {
+        var model = m.Model;
+        var be = model.Backend;
+        long bytes = names.Sum(n => model.Parameters[n].Count * 4L);
+        ReserveTensorBytes(bytes);
+        var (tb, targets) = TeacherForcing(m.Context, reqs);
+        var grads = new Dictionary<string, object?>();
+        long taken = 0;
+        try
+        {
+            using var tape = new Tape(be);
+            var p = model.Bind(tape, n => names.Contains(n));
+            var loss = model.Loss(tape, p, tb, targets);
+            tape.Backward(loss);
+            double l = be.ToFloatArray(loss.Value)[0];
+            foreach (var n in names)
+            {
+                // Leaf gradients belong to the caller (the tape does not free them): the script owns them now.
+                var g = p[n].Grad ?? throw new InvalidOperationException($"no gradient reached {n}");
+                grads[n] = new TensorObject(this, g, owned: true, null, "grad " + n, reserved: true);
+                taken += g.Count * 4L;
+            }
+            return (l, grads);
+        }
+        catch
+        {
+            foreach (var g in grads.Values.Cast<TensorObject>()) g.Free();
+            ReleaseTensorBytes(bytes - taken);
+            throw;
+        }
+    }
+
+    private TensorObject Activations(ModelObject m, List<string> prompts, string site, bool input, bool last)
+    {
+        var model = m.Model;
+        var be = model.Backend;
+        var seqs = prompts.Select(p => m.Directory.EncodePrompt(p.TrimEnd())).ToList();
+        var tb = new TokenBatch(seqs);
+        model.Adapters.TryGetValue(site, out var inner);
+        var capture = new CaptureAdapter(inner, input);
+        model.Adapters[site] = capture;
+        Tensor? all = null;
+        try
+        {
+            using var tape = new Tape(be);
+            model.Logits(tape, model.Bind(tape, _ => false), tb);
+            all = capture.Captured ?? throw new InvalidOperationException($"the forward did not reach {site}");
+        }
+        finally
+        {
+            if (inner is null) model.Adapters.Remove(site); else model.Adapters[site] = inner;
+        }
+        int C = all.Shape[^1];
+        if (!last)
+        {
+            try { ReserveTensorBytes(all.Count * 4L); }
+            catch { all.Dispose(); throw; }
+            return new TensorObject(this, all, owned: true, null, $"{site} {(input ? "input" : "output")}", reserved: true);
+        }
+        try
+        {
+            ReserveTensorBytes((long)tb.B * C * 4);
+            var rows = be.Empty(DType.F32, tb.B, C);
+            for (int b = 0; b < tb.B; b++)
+                be.CopyStrided(all, rows, 1, C, ((long)b * tb.T + tb.Lengths[b] - 1) * C, C, (long)b * C, C);
+            return new TensorObject(this, rows, owned: true, null, $"{site} {(input ? "input" : "output")} at the last prompt token", reserved: true);
+        }
+        finally { all.Dispose(); }
+    }
+
+    /// <summary>Copies a linear site's input or output during one forward, passing through any adapter already there.</summary>
+    private sealed class CaptureAdapter(ILinearAdapter? inner, bool input) : ILinearAdapter
+    {
+        public Tensor? Captured { get; private set; }
+
+        public Var Apply(Tape tape, string site, Var x, Var y, ForwardContext context)
+        {
+            var outVar = inner?.Apply(tape, site, x, y, context) ?? y;
+            Captured?.Dispose();
+            Captured = tape.Backend.Scale((input ? x : outVar).Value, 1f); // a copy the tape does not own
+            return outVar;
+        }
+    }
+}
