@@ -32,7 +32,7 @@ public sealed class MeloEditorTests : GpuTest
         var baseline = EditProtocols.LocalityScores(ctx, reqs);
         var before = EditProtocols.Measure(ctx, reqs, baseline);
         var lp0 = LogProbs(ctx, reqs[0]);
-        using var editor = (MeloEditor)EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("num_iter=20", "edit_lr=0.003"));
+        using var editor = (MeloEditor)EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("num_iter=12", "edit_lr=0.003"));
         Assert.That(editor.Describe().LayersTouched, Is.EqualTo(new[] { "h.2.mlp.c_proj", "h.3.mlp.c_fc" }));
         var ids = reqs.SelectMany(r => editor.Edit([r])).ToList();   // sequential: one block each
         Assert.That(editor.BlocksInUse, Is.EqualTo(3));
