@@ -384,8 +384,17 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         if (!f.Metadata.TryGetValue("editor", out var e) || e != Name) throw new InvalidDataException($"{path}: not a {Name} edit state.");
         var saved = JsonNode.Parse(f.Metadata["hparams"])!.AsObject();
         foreach (var k in Structural)
-            if (!JsonNode.DeepEquals(saved[k], _hp[k]))
+        {
+            // Compared by meaning: a list or its comma-separated --set form, 2 or 2.0.
+            bool same = k switch
+            {
+                "lora_layers" => Sites(saved[k]).SequenceEqual(_loraSites),
+                "key_layer" => Str(saved, k) == _keySite,
+                _ => Num(saved, k) == Num(_hp, k),
+            };
+            if (!same)
                 throw new InvalidDataException($"{path}: saved with {k} = {saved[k]?.ToJsonString()}, this editor has {_hp[k]?.ToJsonString()} (create the editor with the saved hyper-parameters).");
+        }
         if (Math.Abs(Num(saved, "init_radius") - _index.InitRadius) > 1e-6 * _index.InitRadius)
             throw new InvalidDataException($"{path}: saved with init_radius = {saved["init_radius"]}, this editor has {_index.InitRadius}.");
         // Read everything before changing anything: a bad file leaves the editor as it was.
