@@ -147,6 +147,14 @@ eval.SetAction(r => Cli.Run(() => EvalCommand.Run(Options(r), r.GetValue(editorO
     r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
 root.Subcommands.Add(eval);
 
+var radiiOption = new Option<string>("--radii") { Description = "Comma-separated init_radius values.", Required = true };
+var sweepOut = new Option<string?>("--out") { Description = "Write sweep.md, sweep.json and sweep.svg (ES/GS/LS against the radius) here." };
+var meloSweep = new Command("melo-sweep", "MELO's GS/LS trade-off: edit the first --edits requests once (sequentially), then rebuild the index for each radius and measure ES, GS, LS.");
+foreach (var o in new Option[] { modelOption, dataOption, editsOption, radiiOption, mBackendOption, sweepOut, familyOption, setOption }) meloSweep.Options.Add(o);
+meloSweep.SetAction(r => Cli.Run(() => MeloSweepCommand.Run(Options(r), r.GetValue(modelOption)!, r.GetValue(dataOption)!, r.GetValue(editsOption),
+    r.GetValue(radiiOption)!, r.GetValue(mBackendOption)!, r.GetValue(sweepOut), r.GetValue(familyOption), r.GetValue(setOption) ?? [])));
+root.Subcommands.Add(meloSweep);
+
 var configOption = new Option<string>("--config") { Description = "Training recipe (JSON), e.g. models/editrt-tiny/train_config.json.", Required = true };
 var trainOut = new Option<string?>("--out") { Description = "Output model directory (default: the recipe's directory)." };
 var trainBackend = new Option<string>("--backend") { Description = "vulkan or torch.", DefaultValueFactory = _ => "torch" };

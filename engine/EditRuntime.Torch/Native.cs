@@ -13,7 +13,7 @@ internal static unsafe partial class Native
     internal const string Lib = "editrt_torch";
 
     /// <summary>Must equal kAbiVersion in editrt_torch.cpp.</summary>
-    internal const int AbiVersion = 5;
+    internal const int AbiVersion = 6;
 
     [LibraryImport(Lib)] internal static partial IntPtr et_last_error();
     [LibraryImport(Lib)] internal static partial int et_abi_version(out int version);
@@ -79,6 +79,14 @@ internal static unsafe partial class Native
     [LibraryImport(Lib)] internal static partial int et_embedding_backward(TorchHandle ids, TorchHandle gy, long vocabSize, out TorchHandle gTable);
     [LibraryImport(Lib)] internal static partial int et_cross_entropy(TorchHandle logits, TorchHandle targets, long ignoreIndex, out TorchHandle y);
     [LibraryImport(Lib)] internal static partial int et_cross_entropy_backward(TorchHandle logits, TorchHandle targets, TorchHandle gy, long ignoreIndex, out TorchHandle gLogits);
+
+    [LibraryImport(Lib)] internal static partial int et_lora_forward(TorchHandle x, TorchHandle a, TorchHandle b, TorchHandle ids, float scale, out TorchHandle y);
+    [LibraryImport(Lib)]
+    internal static partial int et_lora_backward(TorchHandle x, TorchHandle a, TorchHandle b, TorchHandle ids, TorchHandle gy, float scale, long block,
+        out TorchHandle gx, out TorchHandle ga, out TorchHandle gb);
+    [LibraryImport(Lib)]
+    internal static partial int et_cluster_lookup(TorchHandle queries, TorchHandle centres, TorchHandle radii, TorchHandle points, TorchHandle pointInfo,
+        out TorchHandle blocks, out TorchHandle distances);
 
     [LibraryImport(Lib)]
     internal static partial int et_adam_step(TorchHandle param, TorchHandle grad, TorchHandle m, TorchHandle v,

@@ -633,6 +633,43 @@ public sealed unsafe partial class TorchBackend : IBackend
         return Wrap(h, op, DType.F32, logits.Shape);
     }
 
+    // ---------------------------------------------------------------- editor ops (MELO)
+
+    public Tensor LoraForward(Tensor x, Tensor a, Tensor b, Tensor blockIds, float scale)
+    {
+        const string op = "lora_forward";
+        var (S, len, _, _, outW, _) = EditorOpShapes.Lora(op, x, a, b, blockIds);
+        Check(Native.et_lora_forward(T(x, op, "x").Handle, T(a, op, "a").Handle, T(b, op, "b").Handle, T(blockIds, op, "blockIds", DType.I32).Handle, scale, out var h), op);
+        return Wrap(h, op, DType.F32, [S, len, outW]);
+    }
+
+    public (Tensor GradX, Tensor GradA, Tensor GradB) LoraBackward(Tensor x, Tensor a, Tensor b, Tensor blockIds, Tensor gy, float scale, int block)
+    {
+        const string op = "lora_backward";
+        var (S, len, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
+        CheckGy(op, gy, [S, len, outW]);
+        if (block < -1 || block >= blocks) throw new ArgumentException($"{op}: block {block} is outside [-1, {blocks}).", nameof(block));
+        Check(Native.et_lora_backward(T(x, op, "x").Handle, T(a, op, "a").Handle, T(b, op, "b").Handle, T(blockIds, op, "blockIds", DType.I32).Handle,
+            T(gy, op, "gy").Handle, scale, block, out var gx, out var ga, out var gb), op);
+        var r = WrapAll(op, (gx, x.Shape), (ga, [inW, K]), (gb, [K, outW]));
+        return (r[0], r[1], r[2]);
+    }
+
+    public (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
+    {
+        const string op = "cluster_lookup";
+        var (Q, _, _, _) = EditorOpShapes.ClusterLookup(op, queries, centres, radii, points, pointInfo);
+        Check(Native.et_cluster_lookup(T(queries, op, "queries").Handle, T(centres, op, "centres").Handle, T(radii, op, "radii").Handle,
+            T(points, op, "points").Handle, T(pointInfo, op, "pointInfo", DType.I32).Handle, out var blocks, out var dist), op);
+        TorchTensor? bt = null;
+        try
+        {
+            bt = Wrap(blocks, op, DType.I32, [Q]);
+            return (bt, Wrap(dist, op, DType.F32, [Q]));
+        }
+        catch { bt?.Dispose(); if (bt is null) dist.Dispose(); throw; }
+    }
+
     // ---------------------------------------------------------------- optimizer
 
     public void AdamStep(Tensor param, Tensor grad, Tensor m, Tensor v, AdamConfig config, int step)

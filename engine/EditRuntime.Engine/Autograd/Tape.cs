@@ -158,6 +158,9 @@ public sealed partial class Tape : IDisposable
     public Var Matmul(Var a, Var b, bool transA = false, bool transB = false) =>
         Record(Backend.Matmul(a.Value, b.Value, transA, transB), [a, b], g =>
         {
+            // A frozen B (a frozen weight above a trained adapter, the tied LM head): only dA = dC·op(B)ᵀ,
+            // not the weight gradient nobody asked for.
+            if (!b.RequiresGrad && !transA) return [Backend.Matmul(g, b.Value, false, !transB), null];
             var (ga, gb) = Backend.MatmulBackward(a.Value, b.Value, g, transA, transB);
             return [Keep(ga, a), Keep(gb, b)];
         }, "matmul");
@@ -203,6 +206,29 @@ public sealed partial class Tape : IDisposable
     public Var CrossEntropy(Var logits, Var targets, int ignoreIndex = -100) =>
         Record(Backend.CrossEntropy(logits.Value, targets.Value, ignoreIndex), [logits],
             g => [Backend.CrossEntropyBackward(logits.Value, targets.Value, g, ignoreIndex)], "cross_entropy");
+
+    /// <summary>
+    /// MELO's LoRA through one block per sample (see <see cref="IBackend.LoraForward"/>): x (S, T, in) → (S, T, out).
+    /// The banks and the block ids are constants owned by the caller (alive until the tape is disposed). With
+    /// <paramref name="train"/>, gradients reach that block's parameters from the samples routed to it; the bank's
+    /// block must hold their current values.
+    /// </summary>
+    public Var LoraBlocks(Var x, Tensor bankA, Tensor bankB, Tensor blockIds, float scale, LoraTrainedBlock? train = null)
+    {
+        if (train is not null)
+        {
+            int[] shapeA = [bankA.Shape[1], bankA.Shape[2]], shapeB = [bankB.Shape[1], bankB.Shape[2]];
+            if (!train.A.Shape.SequenceEqual(shapeA) || !train.B.Shape.SequenceEqual(shapeB))
+                throw new ArgumentException($"lora_blocks: the trained block's parameters are {train.A.Value.ShapeString} and {train.B.Value.ShapeString}, expected {Tensor.Format(shapeA)} and {Tensor.Format(shapeB)}.");
+        }
+        Var[] inputs = train is null ? [x] : [x, train.A, train.B];
+        return Record(Backend.LoraForward(x.Value, bankA, bankB, blockIds, scale), inputs, g =>
+        {
+            var (gx, ga, gb) = Backend.LoraBackward(x.Value, bankA, bankB, blockIds, g, scale, train?.Block ?? -1);
+            if (train is null) { ga.Dispose(); gb.Dispose(); return [Keep(gx, x)]; }
+            return [Keep(gx, x), Keep(ga, train.A), Keep(gb, train.B)];
+        }, "lora_blocks");
+    }
 
     /// <summary>Disposes a gradient nobody asked for.</summary>
     private static Tensor? Keep(Tensor g, Var input)
@@ -269,3 +295,6 @@ public sealed partial class Tape : IDisposable
         _records.Clear();
     }
 }
+
+/// <summary>The LoRA block being trained: its index in the banks and its parameters A (in, k) and B (k, out).</summary>
+public sealed record LoraTrainedBlock(int Block, Var A, Var B);

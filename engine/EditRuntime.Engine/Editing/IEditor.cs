@@ -95,7 +95,7 @@ public static class EditorRegistry
         try { return (IEditor)Activator.CreateInstance(type, context, hp)!; }
         catch (TargetInvocationException e) when (e.InnerException is not null)
         {
-            // The plugin's own error (a bad hyper-parameter), not reflection's wrapper.
+            // The plugin's own error (a bad hyper-parameter, a missing site), not the reflection wrapper.
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
             throw;
         }

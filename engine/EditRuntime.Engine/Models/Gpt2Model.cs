@@ -7,13 +7,18 @@ namespace EditRuntime.Models;
 public sealed class TokenBatch
 {
     /// <param name="sequences">Token ids per row (1 ≤ length ≤ T).</param>
-    public TokenBatch(IReadOnlyList<int[]> sequences, int padId = 0)
+    /// <param name="promptLengths">How many leading tokens of each row are its prompt (the rest is a teacher-forced
+    /// answer); null = every row is all prompt. Adapters that key on the last prompt token read it.</param>
+    public TokenBatch(IReadOnlyList<int[]> sequences, int padId = 0, IReadOnlyList<int>? promptLengths = null)
     {
         if (sequences.Count == 0) throw new ArgumentException("A batch needs at least one sequence.");
         if (sequences.Any(s => s.Length == 0)) throw new ArgumentException("Every sequence needs at least one token.");
         B = sequences.Count;
         T = sequences.Max(s => s.Length);
         Lengths = sequences.Select(s => s.Length).ToArray();
+        if (promptLengths is not null && (promptLengths.Count != B || promptLengths.Where((p, b) => p < 1 || p > Lengths[b]).Any()))
+            throw new ArgumentException($"Prompt lengths must be one per sequence, each between 1 and the sequence's length.");
+        PromptLengths = promptLengths?.ToArray() ?? Lengths;
         Ids = new int[B * T];
         Mask = new float[B * T];
         for (int b = 0; b < B; b++)
@@ -28,6 +33,8 @@ public sealed class TokenBatch
     public int B { get; }
     public int T { get; }
     public int[] Lengths { get; }
+    /// <summary>Prompt tokens per row (= <see cref="Lengths"/> unless the batch carries teacher-forced answers).</summary>
+    public int[] PromptLengths { get; }
     /// <summary>(B, T) row-major ids, pads = padId.</summary>
     public int[] Ids { get; }
     /// <summary>(B, T): 1 for a token, 0 for padding.</summary>
@@ -226,7 +233,6 @@ public sealed class Gpt2Model : IDisposable
         return best;
     }
 
-    /// <summary>Teacher-forced scores of <paramref name="target"/> after <paramref name="prompt"/>, one batch of requests at a time.</summary>
     /// <summary>Most logits (sequences × padded length × vocabulary) one scoring forward may produce; larger
     /// request lists are scored in chunks of similar lengths so memory stays bounded (32 MiB of logits).</summary>
     public long ScoreLogitBudget { get; set; } = 8L << 20;
@@ -248,7 +254,7 @@ public sealed class Gpt2Model : IDisposable
             int end = start + 1;
             while (end < order.Length && (long)(end - start + 1) * seqs[order[end]].Length * V <= ScoreLogitBudget) end++;
             var idx = order[start..end];
-            var batch = new TokenBatch(idx.Select(i => seqs[i]).ToList());
+            var batch = new TokenBatch(idx.Select(i => seqs[i]).ToList(), promptLengths: idx.Select(i => requests[i].Prompt.Length).ToArray());
             float[] logits;
             using (var tape = new Tape(Backend))
                 logits = Backend.ToFloatArray(Logits(tape, Frozen(tape), batch).Value);

@@ -69,6 +69,11 @@ public static partial class OpValidation
             (t, x) => t.CausalAttention(x[0], x[1], x[2], x[3]), Reduction),
         new("embedding", [new Input.Ints([5, 29], 0, 101), F(101, 37)], (t, x) => t.Embedding(x[0], x[1]), Elementwise),
         new("cross_entropy", [F(29, 101), new Input.Ints([29], 0, 101, IgnoreRate: 0.3)], (t, x) => t.CrossEntropy(x[0], x[1]), Reduction),
+        // MELO: per-sample LoRA blocks (samples on blocks 2, none, 2, 0 and an out-of-range id; block 2 trained) and the index lookup.
+        new("lora_blocks", [F(5, 7, 37), new Input.Floats([4, 37, 3], Frozen: true), new Input.Floats([4, 3, 29], Frozen: true), F(37, 3), F(3, 29)],
+            (t, x) => LoraBlocks(t, x), Reduction),
+        new("cluster_lookup", [F(23, 37), F(41, 37), new Input.Floats([41], 0.7f, 7f), F(97, 37), new Input.Ints([97, 2], 0, 41)],
+            (t, x) => ClusterLookup(t, x), Reduction, HasBackward: false),
         new("adam_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, new AdamConfig(1e-2f, WeightDecay: 0.1f)), Elementwise, HasBackward: false),
         new("adamw_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, AdamConfig.AdamW(1e-2f, 0.1f)), Elementwise, HasBackward: false),
     }.Concat(MoeCases()).ToList(); // mixture of experts: OpValidation.MoE.cs
@@ -78,6 +83,30 @@ public static partial class OpValidation
         var y = t.Backend.Scale(x[1].Value, 1f);
         t.Backend.Axpy(-1.7f, x[0].Value, y);
         return t.Constant(y); // caller disposes via OwnedResults
+    }
+
+    /// <summary>Block 2 of copies of the banks holds the trained parameters x[3], x[4]; five samples route to blocks 2, none, 2, 0 and 4 (out of range: none).</summary>
+    private static Var LoraBlocks(Tape t, Var[] x)
+    {
+        var be = t.Backend;
+        const int block = 2;
+        int inW = x[3].Shape[0], k = x[3].Shape[1], outW = x[4].Shape[1];
+        var a = be.Scale(x[1].Value, 1f);
+        var b = be.Scale(x[2].Value, 1f);
+        be.CopyStrided(x[3].Value, a, 1, inW * k, 0, inW * k, (long)block * inW * k, inW * k);
+        be.CopyStrided(x[4].Value, b, 1, k * outW, 0, k * outW, (long)block * k * outW, k * outW);
+        var ids = be.FromArray(new[] { 2, -1, 2, 0, 4 }, 5);
+        t.OnDispose([a, b, ids]);
+        return t.LoraBlocks(x[0], a, b, ids, 1.7f, new LoraTrainedBlock(block, x[3], x[4]));
+    }
+
+    /// <summary>The lookup's blocks (as floats) followed by its distances.</summary>
+    private static Var ClusterLookup(Tape t, Var[] x)
+    {
+        var be = t.Backend;
+        var (blocks, dist) = be.ClusterLookup(x[0].Value, x[1].Value, x[2].Value, x[3].Value, x[4].Value);
+        using (blocks) using (dist)
+            return t.Constant(be.FromArray([.. be.ToIntArray(blocks).Select(i => (float)i), .. be.ToFloatArray(dist)], 2 * blocks.Shape[0]));
     }
 
     /// <summary>Two steps from zero moments; the output is the parameter after both.</summary>

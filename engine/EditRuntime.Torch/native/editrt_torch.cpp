@@ -38,7 +38,7 @@
 #define ET_API extern "C" __attribute__((visibility("default")))
 
 // Bumped whenever an exported signature changes; the C# side refuses a shim of another version.
-static constexpr int kAbiVersion = 5;
+static constexpr int kAbiVersion = 6;
 
 using et_tensor = at::Tensor*;
 
@@ -206,6 +206,17 @@ at::Tensor cross_entropy_fwd(const at::Tensor& logits, const at::Tensor& targets
     at::Tensor total = at::nll_loss(at::log_softmax(logits, -1), t, {}, at::Reduction::Sum, ignore);
     at::Tensor count = t.ne(ignore).sum().clamp_min(1).to(logits.scalar_type());
     return (total / count).reshape({1});
+}
+
+// MELO's per-sample LoRA: y[s] = scale·x[s]·A[id_s]·B[id_s]; a sample whose id is outside [0, blocks) gets zeros.
+at::Tensor lora_fwd(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& ids32, double scale) {
+    TORCH_CHECK(x.dim() == 3 && a.dim() == 3 && b.dim() == 3, "x, a and b must be rank 3");
+    const int64_t blocks = a.size(0);
+    at::Tensor ids = ids32.to(at::kLong);
+    at::Tensor valid = ids.ge(0).logical_and(ids.lt(blocks));
+    at::Tensor safe = at::where(valid, ids, at::zeros_like(ids));
+    at::Tensor y = at::bmm(at::bmm(x, a.index_select(0, safe)), b.index_select(0, safe)) * scale;  // (S, T, out)
+    return y * valid.to(x.scalar_type()).view({-1, 1, 1});
 }
 
 }  // namespace
@@ -639,6 +650,70 @@ ET_API int et_cross_entropy_backward(et_tensor logits, et_tensor targets, et_ten
         at::Tensor ll = leaf(L);
         auto g = autograd(cross_entropy_fwd(ll, T, ignore_index), {ll}, G);
         emit(grad_logits, own(g[0], {&L, &T, &G}));
+    });
+}
+
+// ====================================================================== editor ops (MELO)
+
+ET_API int et_lora_forward(et_tensor x, et_tensor a, et_tensor b, et_tensor ids, float scale, et_tensor* out) {
+    return guarded("lora_forward", [&] {
+        at::NoGradGuard ng;
+        out_ptr(out, "out");
+        emit(out, own(lora_fwd(in(x, "x"), in(a, "a"), in(b, "b"), in(ids, "ids"), scale), {}));
+    });
+}
+
+// Gradients by torch's autograd: the trained block enters as its own leaf for the samples routed to it
+// (the rest of the banks are constants), so only that block's gradient is formed, never the whole bank's.
+ET_API int et_lora_backward(et_tensor x, et_tensor a, et_tensor b, et_tensor ids, et_tensor gy, float scale, int64_t block,
+                            et_tensor* grad_x, et_tensor* grad_a, et_tensor* grad_b) {
+    return guarded("lora_backward", [&] {
+        out_ptr(grad_x, "grad_x"); out_ptr(grad_a, "grad_a"); out_ptr(grad_b, "grad_b");
+        const at::Tensor &X = in(x, "x"), &A = in(a, "a"), &B = in(b, "b"), &I = in(ids, "ids"), &G = in(gy, "gy");
+        if (block < -1 || block >= A.size(0)) throw BadArgument("block " + std::to_string(block) + " is outside [-1, blocks)");
+        const int64_t blocks = A.size(0);
+        at::Tensor id = I.to(at::kLong);
+        at::Tensor valid = id.ge(0).logical_and(id.lt(blocks));
+        at::Tensor safe = at::where(valid, id, at::zeros_like(id));
+        at::Tensor lx = leaf(X);
+        at::Tensor asel = A.index_select(0, safe), bsel = B.index_select(0, safe);  // (S, in, k), (S, k, out)
+        at::Tensor on = id.eq(block);
+        bool trained = block >= 0 && on.any().item<bool>();
+        at::Tensor la, lb;
+        if (trained) {
+            la = leaf(A[block]); lb = leaf(B[block]);
+            asel = at::where(on.view({-1, 1, 1}), la.unsqueeze(0).expand_as(asel), asel);
+            bsel = at::where(on.view({-1, 1, 1}), lb.unsqueeze(0).expand_as(bsel), bsel);
+        }
+        at::Tensor y = at::bmm(at::bmm(lx, asel), bsel) * scale * valid.to(X.scalar_type()).view({-1, 1, 1});
+        auto g = autograd(y, trained ? std::vector<at::Tensor>{lx, la, lb} : std::vector<at::Tensor>{lx}, G);
+        at::Tensor ga = trained ? g[1] : at::zeros({A.size(1), A.size(2)}, A.options());
+        at::Tensor gb = trained ? g[2] : at::zeros({B.size(1), B.size(2)}, B.options());
+        emit_all({{grad_x, own(g[0], {&X, &G})}, {grad_a, own(ga, {&A})}, {grad_b, own(gb, {&B})}});
+    });
+}
+
+// Nearest centre (exact Euclidean distances, no matmul shortcut), radius test, nearest point of that cluster.
+ET_API int et_cluster_lookup(et_tensor queries, et_tensor centres, et_tensor radii, et_tensor points, et_tensor point_info,
+                             et_tensor* blocks_out, et_tensor* dist_out) {
+    return guarded("cluster_lookup", [&] {
+        at::NoGradGuard ng;
+        out_ptr(blocks_out, "blocks"); out_ptr(dist_out, "dist");
+        const at::Tensor &Q = in(queries, "queries"), &C = in(centres, "centres"), &R = in(radii, "radii"),
+                         &P = in(points, "points"), &PI = in(point_info, "point_info");
+        TORCH_CHECK(C.size(0) >= 1, "the index has no centre");
+        auto nearest = at::cdist(Q, C, 2.0, /*donot_use_mm_for_euclid_dist*/ 2).min(1);
+        at::Tensor d = std::get<0>(nearest), c = std::get<1>(nearest);
+        at::Tensor inside = d.le(R.index_select(0, c));
+        at::Tensor blocks = at::full({Q.size(0)}, -1, Q.options().dtype(at::kLong));
+        if (P.size(0) > 0 && Q.size(0) > 0) {
+            at::Tensor cl = PI.select(1, 0).to(at::kLong), bl = PI.select(1, 1).to(at::kLong);
+            at::Tensor mine = cl.view({1, -1}).eq(c.view({-1, 1}));  // (Q, P)
+            at::Tensor pd = at::cdist(Q, P, 2.0, 2).masked_fill(mine.logical_not(), std::numeric_limits<double>::infinity());
+            at::Tensor p = std::get<1>(pd.min(1));
+            blocks = at::where(inside.logical_and(mine.any(1)), bl.index_select(0, p), blocks);
+        }
+        emit_all({{blocks_out, blocks.to(at::kInt).contiguous()}, {dist_out, d.contiguous()}});
     });
 }
 

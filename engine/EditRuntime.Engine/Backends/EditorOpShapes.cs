@@ -1,0 +1,34 @@
+namespace EditRuntime.Backends;
+
+/// <summary>Argument checks of the editor ops (<see cref="IBackend.LoraForward"/>, <see cref="IBackend.ClusterLookup"/>), shared by every backend
+/// so that they reject the same calls with the same messages.</summary>
+public static class EditorOpShapes
+{
+    /// <summary>Checks x (S, T, in), a (blocks, in, k), b (blocks, k, out), ids I32 (S); returns the sizes.</summary>
+    public static (int S, int T, int In, int K, int Out, int Blocks) Lora(string op, Tensor x, Tensor a, Tensor b, Tensor blockIds)
+    {
+        if (x.Rank != 3) throw new ArgumentException($"{op}: x must be (S, T, in), got {x.ShapeString}.");
+        if (a.Rank != 3 || b.Rank != 3) throw new ArgumentException($"{op}: a must be (blocks, in, k) and b (blocks, k, out), got {a.ShapeString} and {b.ShapeString}.");
+        int S = x.Shape[0], T = x.Shape[1], inW = x.Shape[2], blocks = a.Shape[0], k = a.Shape[2], outW = b.Shape[2];
+        if (a.Shape[1] != inW) throw new ArgumentException($"{op}: a {a.ShapeString} must be (blocks, {inW}, k) for x {x.ShapeString}.");
+        if (b.Shape[0] != blocks || b.Shape[1] != k) throw new ArgumentException($"{op}: b {b.ShapeString} must be ({blocks}, {k}, out) for a {a.ShapeString}.");
+        if (blockIds.DType != DType.I32 || blockIds.Rank != 1 || blockIds.Shape[0] != S)
+            throw new ArgumentException($"{op}: blockIds must be I32 ({S}) (one per sample of x {x.ShapeString}), got {blockIds.DType} {blockIds.ShapeString}.");
+        return (S, T, inW, k, outW, blocks);
+    }
+
+    /// <summary>Checks the lookup's arguments; returns (queries, centres, points, dimension).</summary>
+    public static (int Q, int N, int P, int D) ClusterLookup(string op, Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
+    {
+        if (queries.Rank != 2 || centres.Rank != 2 || points.Rank != 2)
+            throw new ArgumentException($"{op}: queries, centres and points must be (rows, D), got {queries.ShapeString}, {centres.ShapeString}, {points.ShapeString}.");
+        int Q = queries.Shape[0], D = queries.Shape[1], N = centres.Shape[0], P = points.Shape[0];
+        if (N < 1) throw new ArgumentException($"{op}: the index has no centre (an empty index routes nothing; do not look it up).");
+        if (centres.Shape[1] != D || points.Shape[1] != D)
+            throw new ArgumentException($"{op}: centres {centres.ShapeString} and points {points.ShapeString} must have D = {D} columns like queries {queries.ShapeString}.");
+        if (radii.Rank != 1 || radii.Shape[0] != N) throw new ArgumentException($"{op}: radii must be ({N}), got {radii.ShapeString}.");
+        if (pointInfo.DType != DType.I32 || pointInfo.Rank != 2 || pointInfo.Shape[0] != P || pointInfo.Shape[1] != 2)
+            throw new ArgumentException($"{op}: pointInfo must be I32 ({P}, 2) = (cluster, block), got {pointInfo.DType} {pointInfo.ShapeString}.");
+        return (Q, N, P, D);
+    }
+}
