@@ -1,8 +1,8 @@
 -- demo.lua — edit one fact of the built-in model and look at what changed.
 --   ./editrt run scripts/demo.lua            (this is `make demo`)
 --   ./editrt run scripts/demo.lua --backend torch
--- The editor is one name: switch it to "melo" once that plugin exists.
-local EDITOR = "ft-l"
+-- The editor is one name: MELO (the first seed method); "ft-l", "grace" or "momoe" work the same way.
+local EDITOR = "melo"
 local REQUEST = tonumber(arg[1]) or 4   -- which request of the synthetic world's eval split to edit
 
 local t0 = rt.clock()

@@ -24,6 +24,7 @@ public sealed class LuaScriptTests
     public void Demo_edits_a_fact_and_shows_paraphrase_and_locality()
     {
         var o = RunScript("demo.lua");
+        Assert.That(o, Does.Contain("editor        MELO on h.2.mlp.c_proj, h.3.mlp.c_fc"), "the demo edits with MELO");
         Assert.That(o, Does.Contain("the edit      Neplith  ->  Dedind"));
         Assert.That(o, Does.Contain("<- the new fact").And.Contain("<- follows the edit").And.Contain("<- unchanged, as it should be"));
         Assert.That(o, Does.Contain("metrics       ES 1.00   GS 1.00   LS 1.00"));
