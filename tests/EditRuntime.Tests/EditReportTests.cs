@@ -31,9 +31,9 @@ public sealed class EditReportTests : GpuTest
 
     private static (Gpt2Model Model, EditorContext Ctx, List<EditRequest> Reqs) Setup(IBackend be, int n)
     {
-        var md = ModelDirectory.Load(Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny"));
+        var md = EditorFixtures.Builtin();
         var model = new Gpt2Model(be, md.Config, md.Weights);
-        var reqs = SyntheticWorld.Generate(null, 1234).EvalRequests.Take(n).Select(FtLEditorTests.FromWorld).ToList();
+        var reqs = EditorFixtures.Requests(n);
         return (model, new EditorContext(model, md), reqs);
     }
 

@@ -10,10 +10,9 @@ namespace EditRuntime.Tests;
 /// <summary>The FT-L baseline on the built-in model, on both backends: edit, save, reset, load.</summary>
 public sealed class FtLEditorTests : GpuTest
 {
-    private static ModelDirectory LoadBuiltin() => ModelDirectory.Load(Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny"));
+    private static ModelDirectory LoadBuiltin() => EditorFixtures.Builtin();
 
-    internal static Editing.EditRequest FromWorld(Data.EditRequest r) => new(r.Prompt, r.Subject, r.TargetNew.Name, r.Fact.Object.Name,
-        r.RephrasePrompts, r.Neighborhood.Select(n => new LocalityPrompt(n.Prompt, n.Answer)).ToList(), r.CaseId, r.CaseId, "world");
+    internal static Editing.EditRequest FromWorld(Data.EditRequest r) => EditorFixtures.FromWorld(r);
 
     private static double Es(EditorContext ctx, IEnumerable<Editing.EditRequest> reqs) =>
         EditMetrics.Efficacy(ctx.Model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList()));

@@ -12,10 +12,9 @@ namespace EditRuntime.Tests;
 /// <summary>MELO on the built-in model: edits hold and route, one edit can be removed, save → load, capacity, the index rules, and Vulkan agreeing with Torch.</summary>
 public sealed class MeloEditorTests : GpuTest
 {
-    private static ModelDirectory LoadBuiltin() => ModelDirectory.Load(Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny"));
+    private static ModelDirectory LoadBuiltin() => EditorFixtures.Builtin();
 
-    private static List<Editing.EditRequest> Requests(int n) =>
-        SyntheticWorld.Generate(null, 1234).EvalRequests.Take(n).Select(FtLEditorTests.FromWorld).ToList();
+    private static List<Editing.EditRequest> Requests(int n) => EditorFixtures.Requests(n);
 
     private static Dictionary<string, string> Set(params string[] kv) => kv.Select(s => s.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
 

@@ -12,10 +12,9 @@ namespace EditRuntime.Tests;
 /// anchors are matched as whole words and causally, cached generation agrees, save → reset → load, utilisation.</summary>
 public sealed class MoMoEEditorTests : GpuTest
 {
-    private static ModelDirectory Builtin() => ModelDirectory.Load(Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny"));
+    private static ModelDirectory Builtin() => EditorFixtures.Builtin();
 
-    private static List<Editing.EditRequest> Requests(int n) =>
-        SyntheticWorld.Generate(null, 1234).EvalRequests.Take(n).Select(FtLEditorTests.FromWorld).ToList();
+    private static List<Editing.EditRequest> Requests(int n) => EditorFixtures.Requests(n);
 
     [TestCase("torch")]
     [TestCase("vulkan")]
