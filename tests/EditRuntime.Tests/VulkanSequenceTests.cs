@@ -306,9 +306,25 @@ public sealed class VulkanSequenceTests : GpuTest
         using var _q = gq; using var _k = gk; using var _v = gv;
         AssertClose(be.ToFloatArray(y), HostAttention(q, k, v, null, B, H, T, D).Y, Limit, "attention y (large scores)");
         var (rq, rk, rv) = HostAttentionBackward(q, k, v, null, gy, B, H, T, D);
-        AssertClose(be.ToFloatArray(gq), rq, Limit, "attention gq (large scores)");
-        AssertClose(be.ToFloatArray(gk), rk, Limit, "attention gk (large scores)");
+        // gq and gk go through the softmax backward P⊙(dP − rowsum(P⊙dP)): with saturated rows (all of
+        // them, for some seeds) the true values are ~1e-8 or less, left over from cancelling O(1) terms, and
+        // no fp32 kernel can match them to a relative 1e-4. Their error is held to fp32 rounding of those
+        // terms instead: ‖out − ref‖ ≤ max(limit·‖ref‖, 4·ε·scale·‖other‖·‖gy‖·‖v‖); a wrong kernel (O(1) off) still fails.
+        double scale = 1 / Math.Sqrt(D), eps = 1.2e-7;
+        AssertCloseOrRounding(be.ToFloatArray(gq), rq, Limit, 4 * eps * scale * Norm(k) * Norm(gy) * Norm(v), "attention gq (large scores)");
+        AssertCloseOrRounding(be.ToFloatArray(gk), rk, Limit, 4 * eps * scale * Norm(q) * Norm(gy) * Norm(v), "attention gk (large scores)");
         AssertClose(be.ToFloatArray(gv), rv, Limit, "attention gv (large scores)");
+    }
+
+    private static double Norm(float[] x) => Math.Sqrt(x.Sum(v => (double)v * v));
+
+    private static void AssertCloseOrRounding(float[] output, double[] reference, double limit, double roundingBound, string what)
+    {
+        Assert.That(output.All(float.IsFinite), $"{what}: NaN or infinite outputs");
+        double diff = Math.Sqrt(output.Select((o, i) => (o - reference[i]) * (o - reference[i])).Sum());
+        double refNorm = Math.Sqrt(reference.Sum(r => r * r));
+        TestContext.Out.WriteLine($"{what}: ‖out − ref‖ {diff:0.00e+00}, ‖ref‖ {refNorm:0.00e+00}, fp32 rounding bound {roundingBound:0.00e+00}");
+        Assert.That(diff, Is.LessThanOrEqualTo(Math.Max(limit * refNorm, roundingBound)), $"{what}: error {diff:e3} beyond both limit·‖ref‖ and the rounding bound");
     }
 
     [Test]
