@@ -33,7 +33,9 @@ internal static class EvalCommand
             Console.WriteLine($"  after {c.Edits,5} edits: ES {c.Scores.Efficacy:0.000}  GS {c.Scores.Generality:0.000}  LS {c.Scores.Locality:0.000}");
         var s = r.Scores;
         Console.WriteLine($"ES {s.Efficacy:0.000}  GS {s.Generality:0.000}  LS {s.Locality:0.000}  CF success {s.CounterFactSuccess:0.000}  ({s.Requests} requests)");
-        Console.WriteLine($"trainable parameters after the run: {editor.Describe().TrainableParameters}");
+        // Described again after the run: editors whose state grows (GRACE's codebook) count it now.
+        var after = editor.Describe();
+        Console.WriteLine($"trainable parameters after the run: {after.TrainableParameters}");
         Console.WriteLine($"time per edit {r.SecondsPerEdit * 1000:0.0} ms wall" +
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
                           (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
@@ -42,8 +44,7 @@ internal static class EvalCommand
         if (diagnostics is not null) Console.WriteLine($"diagnostics: {diagnostics.ToJsonString()}");
         if (outDir is not null)
         {
-            // Described again after the run: editors whose state grows (GRACE's codebook) count it now.
-            var files = EditReport.Write(outDir, editor.Describe(), new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r, diagnostics);
+            var files = EditReport.Write(outDir, after, new RunProvenance(modelDir, data, family, be.Name, be.DeviceDescription, protocolName), r, diagnostics);
             Console.WriteLine($"report: {string.Join(", ", files)}");
         }
         return 0;

@@ -89,6 +89,8 @@ public static class EditProtocols
         var backend = ctx.Model.Backend;
         var counters = backend as IDeviceCounters;
         var baseline = LocalityScores(ctx, reqs);
+        var locStarts = new int[reqs.Count + 1];
+        for (int i = 0; i < reqs.Count; i++) locStarts[i + 1] = locStarts[i] + reqs[i].Locality.Count;
         counters?.ResetPeakDeviceBytes();
         var sw = Stopwatch.StartNew();
         double editSeconds = 0, deviceSeconds = 0, measureSeconds = 0;
@@ -120,7 +122,7 @@ public static class EditProtocols
         EditScores Measured(int count)
         {
             var t = Stopwatch.StartNew();
-            var r = Measure(ctx, reqs.Take(count).ToList(), FirstLocality(baseline, reqs, count));
+            var r = Measure(ctx, reqs.Take(count).ToList(), LocalitySlice(baseline, locStarts, 0, count));
             measureSeconds += t.Elapsed.TotalSeconds;
             return r;
         }
@@ -133,7 +135,7 @@ public static class EditProtocols
                 {
                     Timed([reqs[i]]);
                     var t = Stopwatch.StartNew();
-                    per.Add(Measure(ctx, [reqs[i]], LocalityScoresFor(baseline, reqs, i)));
+                    per.Add(Measure(ctx, [reqs[i]], LocalitySlice(baseline, locStarts, i, i + 1)));
                     measureSeconds += t.Elapsed.TotalSeconds;
                     editor.Reset();
                     Report("edit", i + 1, reqs.Count);
@@ -179,15 +181,10 @@ public static class EditProtocols
         };
     }
 
-    /// <summary>The baseline locality scores of the first <paramref name="count"/> requests (they come first, in request order).</summary>
-    private static IReadOnlyList<TargetScore> FirstLocality(IReadOnlyList<TargetScore> all, IReadOnlyList<EditRequest> reqs, int count) =>
-        all.Take(reqs.Take(count).Sum(r => r.Locality.Count)).ToList();
-
-    private static IReadOnlyList<TargetScore> LocalityScoresFor(IReadOnlyList<TargetScore> all, IReadOnlyList<EditRequest> reqs, int i)
-    {
-        int start = reqs.Take(i).Sum(r => r.Locality.Count);
-        return all.Skip(start).Take(reqs[i].Locality.Count).ToList();
-    }
+    /// <summary>The baseline locality scores of requests [from, to): they come in request order, so a
+    /// request's items start at the running sum of the locality counts before it.</summary>
+    private static IReadOnlyList<TargetScore> LocalitySlice(IReadOnlyList<TargetScore> all, int[] starts, int from, int to) =>
+        all.Skip(starts[from]).Take(starts[to] - starts[from]).ToList();
 
     private static double Mean(List<EditScores> v, Func<EditScores, double> f)
     {
