@@ -234,6 +234,10 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 for (int i = 0; i < 4; i++) { zeros[i] = be.Empty(DType.F32, i < 2 ? a.Shape : b.Shape); be.Fill(zeros[i], 0); owned.Add(zeros[i]); }
                 state.Add((bank, a, b, zeros[0], zeros[1], zeros[2], zeros[3]));
             }
+            // Every site of ours is at or above this layer: the layers below give the same stream at every iteration.
+            int from = _loraSites.Append(_keySite).Min(Order) / SiteKinds.Length;
+            var residual = from > 0 ? model.ResidualAt(tb, from) : null;
+            if (residual is not null) owned.Add(residual);
             for (int it = 0; it < _iters; it++)
             {
                 float lr = _lr * MathF.Pow(_gamma, it / _lrStep);   // StepLR(step_size = lr_step, gamma)
@@ -246,7 +250,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 try
                 {
                     var p = model.Bind(tape, _ => false);
-                    var loss = model.Loss(tape, p, tb, targets);
+                    var loss = model.Loss(tape, p, tb, targets, residual, from);
                     tape.Backward(loss);
                 }
                 finally { _training = null; _capture = false; }

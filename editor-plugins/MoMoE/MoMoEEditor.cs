@@ -273,6 +273,9 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         for (int b = 0; b < pairs.Count; b++)
             for (int j = 0; j < pairs[b].Target.Length; j++) targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
 
+        // The experts sit on one layer: the layers below give the same stream at every step.
+        int from = int.Parse(_site.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture);
+        using var residual = from > 0 ? _ctx.Model.ResidualAt(tb, from) : null;
         var group = _groups[g];
         group.BeginTraining();
         var cfg = new AdamConfig(_lr);
@@ -289,7 +292,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
                 _training = (g, bound, anchors, noiseRng);
                 _trainRouted = null;
                 var p = _ctx.Model.Bind(tape, _ => false);
-                var loss = _ctx.Model.Loss(tape, p, tb, targets);
+                var loss = _ctx.Model.Loss(tape, p, tb, targets, residual, from);
                 if (_trainRouted is not { } routed)
                     throw new InvalidOperationException("MOMoE: no training prompt contains its subject, so no position is routed to the experts.");
                 routedRows = routed.Rows;

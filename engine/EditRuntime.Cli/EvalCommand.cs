@@ -1,3 +1,4 @@
+using EditRuntime.Backends;
 using EditRuntime.Editing;
 using EditRuntime.Models;
 using EditRuntime.Reports;
@@ -9,7 +10,7 @@ namespace EditRuntime.Cli;
 internal static class EvalCommand
 {
     public static int Run(DeviceOptions options, string editorName, string modelDir, string data, string protocolName, int edits, int batch,
-        string backendName, string? outDir, int? curveEvery, string? family, string? hparams, IReadOnlyList<string> overrides)
+        string backendName, string? outDir, int? curveEvery, string? family, string? hparams, IReadOnlyList<string> overrides, bool profile = false)
     {
         var protocol = EditProtocols.Parse(protocolName);
         var md = ModelDirectory.Load(modelDir);
@@ -26,6 +27,9 @@ internal static class EvalCommand
         Console.WriteLine($"{d.Name} on {modelDir} ({be.Name}: {be.DeviceDescription}); {data}: {requests.Count} requests; protocol {protocolName}, {edits} edits" +
                           (protocol == EditProtocol.SequentialBatch ? $" in batches of {batch}" : "") + (every > 0 ? $"; curve every {every}" : ""));
         Console.WriteLine($"hyper-parameters ({family}): {d.HyperParameters.ToJsonString()}; trainable parameters {d.TrainableParameters}; layers {string.Join(", ", d.LayersTouched)}");
+        var stream = (be as VulkanBackend)?.Device.Stream;
+        if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");
+        if (profile) { stream!.Timings.Clear(); stream.Profiling = true; }
         var progress = new ProgressLine();
         var r = EditProtocols.Run(ctx, editor, requests, protocol, edits, batch, new EditRunOptions { CurveEvery = every, Progress = progress.Update });
         progress.Done();
@@ -40,6 +44,7 @@ internal static class EvalCommand
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
                           (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
                           $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
+        if (profile) PrintProfile(stream!);
         var diagnostics = (editor as IEditorDiagnostics)?.Diagnostics();
         if (diagnostics is not null) Console.WriteLine($"diagnostics: {diagnostics.ToJsonString()}");
         if (outDir is not null)
@@ -48,6 +53,23 @@ internal static class EvalCommand
             Console.WriteLine($"report: {string.Join(", ", files)}");
         }
         return 0;
+    }
+
+    /// <summary>Device time per kernel label over the run (edits and measurements), largest first.</summary>
+    private static void PrintProfile(CommandStream stream)
+    {
+        stream.Flush();
+        stream.Profiling = false;
+        var rows = stream.Timings.GroupBy(t => t.Label)
+            .Select(g => (Label: g.Key, Count: g.Count(), Ms: g.Sum(t => t.Milliseconds)))
+            .OrderByDescending(x => x.Ms).ToList();
+        double total = rows.Sum(x => x.Ms);
+        Console.WriteLine($"profile: {stream.Timings.Count} timed commands, {total / 1000:0.00} s of kernel time, {stream.Submits} submits");
+        Console.WriteLine($"  {"kernel",-36} {"count",8} {"total ms",10} {"share",6} {"µs each",9}");
+        foreach (var x in rows.Take(25))
+            Console.WriteLine($"  {x.Label,-36} {x.Count,8} {x.Ms,10:0.0} {x.Ms / total,6:P0} {x.Ms * 1000 / x.Count,9:0.0}");
+        if (rows.Count > 25) Console.WriteLine($"  … {rows.Count - 25} more kernels, {rows.Skip(25).Sum(x => x.Ms):0.0} ms");
+        stream.Timings.Clear();
     }
 }
 

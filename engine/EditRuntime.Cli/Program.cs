@@ -140,11 +140,12 @@ var curveOption = new Option<int?>("--curve-every") { Description = "Sequential 
 var familyOption = new Option<string?>("--family") { Description = "Hyper-parameter family (default: editrt-tiny for our models, else gpt2)." };
 var hparamsOption = new Option<string?>("--hparams") { Description = "Hyper-parameter JSON overriding the family defaults." };
 var setOption = new Option<string[]>("--set") { Description = "key=value hyper-parameter override (repeatable).", AllowMultipleArgumentsPerToken = false };
+var profileOption = new Option<bool>("--profile") { Description = "Vulkan: time every kernel with GPU timestamps and print the kernels by total device time (slows the run a little)." };
 var eval = new Command("eval", "Run an editor over edit requests under a protocol and report ES, GS, LS, CounterFact success and time per edit.");
-foreach (var o in new Option[] { editorOption, modelOption, dataOption, protocolOption, editsOption, batchOptionE, mBackendOption, evalOut, curveOption, familyOption, hparamsOption, setOption }) eval.Options.Add(o);
+foreach (var o in new Option[] { editorOption, modelOption, dataOption, protocolOption, editsOption, batchOptionE, mBackendOption, evalOut, curveOption, familyOption, hparamsOption, setOption, profileOption }) eval.Options.Add(o);
 eval.SetAction(r => Cli.Run(() => EvalCommand.Run(Options(r), r.GetValue(editorOption)!, r.GetValue(modelOption)!, r.GetValue(dataOption)!,
     r.GetValue(protocolOption)!, r.GetValue(editsOption), r.GetValue(batchOptionE), r.GetValue(mBackendOption)!, r.GetValue(evalOut), r.GetValue(curveOption),
-    r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
+    r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [], r.GetValue(profileOption))));
 root.Subcommands.Add(eval);
 
 var radiiOption = new Option<string>("--radii") { Description = "Comma-separated init_radius values.", Required = true };

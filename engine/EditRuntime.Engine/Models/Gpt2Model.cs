@@ -114,37 +114,77 @@ public sealed class Gpt2Model : IDisposable
     /// <summary>Logits (B, T, V) of a batch. Padding (right) is masked out of attention.</summary>
     public Var Logits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch) => Logits(tape, p, batch, null, 0);
 
-    private Var Logits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, KvCache? cache, int start)
+    private Var Logits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, KvCache? cache, int start) =>
+        Head(tape, p, Hidden(tape, p, batch, cache, start, 0, null, Config.NLayer), null);
+
+    /// <summary>
+    /// The residual stream entering layer <paramref name="layer"/> (B, T, C), from a forward on the frozen
+    /// parameters with the adapters of the sites below that layer (nothing is recorded). Editors that train
+    /// only at or above a layer compute this once per edit and pass it to <see cref="Loss"/>: the layers
+    /// below give the same result at every iteration. The caller owns the tensor.
+    /// </summary>
+    public Tensor ResidualAt(TokenBatch batch, int layer)
+    {
+        if (layer < 0 || layer > Config.NLayer) throw new ArgumentOutOfRangeException(nameof(layer), $"layer {layer}: the model has layers 0–{Config.NLayer - 1} (and {Config.NLayer} = after the last).");
+        using var tape = new Tape(Backend);
+        var x = Hidden(tape, Frozen(tape), batch, null, 0, 0, null, layer);
+        return Backend.Scale(x.Value, 1f);
+    }
+
+    /// <summary>Embeddings, then layers [fromLayer, toLayer); from <paramref name="residual"/> (the stream entering
+    /// <paramref name="fromLayer"/>, a constant) when fromLayer &gt; 0.</summary>
+    private Var Hidden(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, KvCache? cache, int start, int fromLayer, Tensor? residual, int toLayer)
     {
         var (B, T) = (batch.B, batch.T);
         if (T > Config.NPositions) throw new ArgumentException($"A sequence of {T} tokens exceeds the model's {Config.NPositions} positions.");
+        if ((fromLayer > 0) != (residual is not null)) throw new ArgumentException("A forward from a layer above 0 needs the residual stream entering it (ResidualAt), and only then.");
+        if (residual is not null && !residual.Shape.SequenceEqual(new[] { B, T, Config.NEmbd }))
+            throw new ArgumentException($"The residual stream is {residual.ShapeString}, the batch needs ({B}, {T}, {Config.NEmbd}).");
         var be = Backend;
         var owned = new List<Tensor>();
         try
         {
-            var idsT = be.FromArray(batch.Ids, B, T); owned.Add(idsT);
             if (start + T > Config.NPositions) throw new ArgumentException($"Position {start + T - 1} exceeds the model's {Config.NPositions} positions.");
-            var pos = new int[B * T];
-            for (int i = 0; i < pos.Length; i++) pos[i] = start + i % T;
-            var posT = be.FromArray(pos, B, T); owned.Add(posT);
             Tensor? maskT = null;
             if (batch.Padded) { maskT = be.FromArray(batch.Mask, B, T); owned.Add(maskT); }
-            var ids = tape.Constant(idsT);
-            var x = tape.Add(tape.Embedding(ids, p["wte.weight"]), tape.Embedding(tape.Constant(posT), p["wpe.weight"]));
             var mask = maskT is null ? null : tape.Constant(maskT);
             var ctx = new ForwardContext(batch, start);
             foreach (var site in Adapters.Keys)
                 if (!p.ContainsKey(site + ".weight") || site.StartsWith("wte") || site.StartsWith("wpe"))
                     throw new ArgumentException($"Adapter on \"{site}\": not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj).");
-            for (int l = 0; l < Config.NLayer; l++) x = Block(tape, p, $"h.{l}.", x, mask, B, T, cache?.Layers[l], ctx);
-            x = tape.LayerNorm(x, p["ln_f.weight"], p["ln_f.bias"], (float)Config.LayerNormEpsilon);
-            return tape.Matmul(x, p["wte.weight"], transB: true);
+            Var x;
+            if (residual is not null) x = tape.Constant(residual);
+            else
+            {
+                var idsT = be.FromArray(batch.Ids, B, T); owned.Add(idsT);
+                var pos = new int[B * T];
+                for (int i = 0; i < pos.Length; i++) pos[i] = start + i % T;
+                var posT = be.FromArray(pos, B, T); owned.Add(posT);
+                x = tape.Add(tape.Embedding(tape.Constant(idsT), p["wte.weight"]), tape.Embedding(tape.Constant(posT), p["wpe.weight"]));
+            }
+            for (int l = fromLayer; l < toLayer; l++) x = Block(tape, p, $"h.{l}.", x, mask, B, T, cache?.Layers[l], ctx);
+            return x;
         }
         finally
         {
             // Backward ops re-read ids and the mask: they live as long as the tape.
             tape.OnDispose(owned);
         }
+    }
+
+    /// <summary>Final layer norm and the tied LM head: (B, T, V) logits, or (rows, V) for the listed rows of
+    /// the flattened (B·T) positions only — what a loss or a score needs, without the rest of the vocabulary matmul.</summary>
+    private Var Head(Tape tape, IReadOnlyDictionary<string, Var> p, Var x, int[]? rows)
+    {
+        if (rows is not null)
+        {
+            int n = x.Shape[0] * x.Shape[1];
+            var rowsT = Backend.FromArray(rows, rows.Length);
+            tape.OnDispose([rowsT]);
+            x = tape.Embedding(tape.Constant(rowsT), tape.Reshape(x, n, x.Shape[2]));   // gather (rows, C); backward scatters
+        }
+        x = tape.LayerNorm(x, p["ln_f.weight"], p["ln_f.bias"], (float)Config.LayerNormEpsilon);
+        return tape.Matmul(x, p["wte.weight"], transB: true);
     }
 
     private Var Site(Tape tape, IReadOnlyDictionary<string, Var> p, string site, Var x, ForwardContext ctx)
@@ -169,13 +209,21 @@ public sealed class Gpt2Model : IDisposable
         return tape.Add(x, Site(tape, p, h + "mlp.c_proj", f, ctx));
     }
 
-    /// <summary>Mean cross-entropy of the batch's logits against per-position targets (B·T, −100 = ignored).</summary>
-    public Var Loss(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets)
+    /// <summary>
+    /// Mean cross-entropy of the batch's logits against per-position targets (B·T, −100 = ignored). Only
+    /// the positions with a target go through the final layer norm and the LM head. With
+    /// <paramref name="residual"/> (from <see cref="ResidualAt"/>) the forward starts at <paramref name="fromLayer"/>.
+    /// </summary>
+    public Var Loss(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual = null, int fromLayer = 0)
     {
         if (targets.Length != batch.B * batch.T) throw new ArgumentException($"{targets.Length} targets for a batch of {batch.B}×{batch.T} positions.");
-        var logits = Logits(tape, p, batch);
-        var flat = tape.Reshape(logits, batch.B * batch.T, Config.VocabSize);
-        var t = Backend.FromArray(targets, targets.Length);
+        var x = Hidden(tape, p, batch, null, 0, fromLayer, residual, Config.NLayer);
+        var rows = Enumerable.Range(0, targets.Length).Where(i => targets[i] != -100).ToArray();
+        Var flat;
+        int[] kept;
+        if (rows.Length == targets.Length || rows.Length == 0) { flat = tape.Reshape(Head(tape, p, x, null), targets.Length, Config.VocabSize); kept = targets; }
+        else { flat = Head(tape, p, x, rows); kept = rows.Select(i => targets[i]).ToArray(); }
+        var t = Backend.FromArray(kept, kept.Length);
         tape.OnDispose([t]);
         return tape.CrossEntropy(flat, tape.Constant(t));
     }
@@ -255,9 +303,20 @@ public sealed class Gpt2Model : IDisposable
             while (end < order.Length && (long)(end - start + 1) * seqs[order[end]].Length * V <= ScoreLogitBudget) end++;
             var idx = order[start..end];
             var batch = new TokenBatch(idx.Select(i => seqs[i]).ToList(), promptLengths: idx.Select(i => requests[i].Prompt.Length).ToArray());
+            // Only the positions that predict a target token go through the LM head and come back.
+            var rows = new List<int>();
+            for (int b = 0; b < idx.Length; b++)
+            {
+                var (prompt, target) = requests[idx[b]];
+                for (int j = 0; j < target.Length; j++) rows.Add(b * batch.T + prompt.Length - 1 + j);
+            }
             float[] logits;
             using (var tape = new Tape(Backend))
-                logits = Backend.ToFloatArray(Logits(tape, Frozen(tape), batch).Value);
+            {
+                var p = Frozen(tape);
+                logits = Backend.ToFloatArray(Head(tape, p, Hidden(tape, p, batch, null, 0, 0, null, Config.NLayer), rows.ToArray()).Value);
+            }
+            int r = 0;
             for (int b = 0; b < idx.Length; b++)
             {
                 var (prompt, target) = requests[idx[b]];
@@ -266,7 +325,7 @@ public sealed class Gpt2Model : IDisposable
                 var top = new int[target.Length];
                 for (int j = 0; j < target.Length; j++)
                 {
-                    var row = logits.AsSpan((b * batch.T + prompt.Length - 1 + j) * V, V);
+                    var row = logits.AsSpan(r++ * V, V);
                     double max = double.NegativeInfinity;
                     foreach (var z in row) max = Math.Max(max, z);
                     double sum = 0;
