@@ -94,6 +94,64 @@ public sealed class Gpt2ModelTests : GpuTest
 
     [TestCase("vulkan")]
     [TestCase("torch")]
+    public void Loss_from_a_cached_residual_on_target_rows_equals_the_full_forward(string backend)
+    {
+        // What editors do: few target positions (the LM head runs on those rows only) and a forward that
+        // starts at layer 2 from ResidualAt. Loss and the gradient of a layer-2 weight must equal the plain
+        // forward with every logit and the cross-entropy over all positions (−100 elsewhere).
+        IBackend be = backend == "torch" ? _torch! : new VulkanBackend(Device) { PoisonAllocations = true };
+        var w = Gpt2Model.RandomWeights(Small, Rng.Next());
+        foreach (var t in w.Values) for (int i = 0; i < t.Data.Length; i++) t.Data[i] *= t.Shape.Length == 2 ? 5f : 1f;
+        var (batch, full) = RandomBatch(Rng, Small.VocabSize, 12, 7, 10);
+        var targets = full.Select((t, i) => i % 5 == 3 ? t : -100).ToArray();
+        Assert.That(targets.Count(t => t != -100), Is.InRange(3, batch.B * batch.T / 2));
+        using var model = new Gpt2Model(be, Small, w);
+        const string site = "h.2.mlp.c_fc.weight";
+
+        (float Loss, float[] Grad) Plain()
+        {
+            using var tape = new Tape(be);
+            var p = model.Bind(tape, n => n == site);
+            var flat = tape.Reshape(model.Logits(tape, p, batch), batch.B * batch.T, Small.VocabSize);
+            using var tt = be.FromArray(targets, targets.Length);
+            var loss = tape.CrossEntropy(flat, tape.Constant(tt));
+            tape.Backward(loss);
+            return (be.ToFloatArray(loss.Value)[0], be.ToFloatArray(p[site].Grad!));
+        }
+        (float Loss, float[] Grad) Cached()
+        {
+            using var residual = model.ResidualAt(batch, 2);
+            Assert.That(residual.Shape.ToArray(), Is.EqualTo(new[] { batch.B, batch.T, Small.NEmbd }));
+            using var tape = new Tape(be);
+            var p = model.Bind(tape, n => n == site);
+            var loss = model.Loss(tape, p, batch, targets, residual, 2);
+            tape.Backward(loss);
+            Assert.That(p.Where(kv => kv.Value.Grad is not null).Select(kv => kv.Key), Is.EqualTo(new[] { site }));
+            return (be.ToFloatArray(loss.Value)[0], be.ToFloatArray(p[site].Grad!));
+        }
+        var a = Plain();
+        var c = Cached();
+        TestContext.Out.WriteLine($"{backend}: loss {a.Loss} vs {c.Loss}; gradient rel err {OpValidation.Compare(c.Grad, a.Grad):0.0e+00}");
+        Assert.That(float.IsFinite(c.Loss) && c.Loss > 0, Is.True);
+        Assert.That(Math.Abs(c.Loss - a.Loss), Is.LessThanOrEqualTo(1e-5 * Math.Abs(a.Loss)));
+        Assert.That(OpValidation.Compare(c.Grad, a.Grad), Is.LessThanOrEqualTo(1e-4));
+        Assert.That(c.Grad.Any(g => g != 0), Is.True, "the layer-2 weight gets a gradient");
+        // The forward does start from the given stream: another stream gives another loss.
+        using (var r = model.ResidualAt(batch, 2))
+        using (var doubled = be.Scale(r, 2f))
+        using (var tape = new Tape(be))
+            Assert.That(be.ToFloatArray(model.Loss(tape, model.Bind(tape, _ => false), batch, targets, doubled, 2).Value)[0], Is.Not.EqualTo(a.Loss).Within(1e-3 * a.Loss));
+        // A residual stream of the wrong shape, or a layer without one, is refused.
+        using var wrong = model.ResidualAt(new TokenBatch([[1, 2, 3]]), 2);
+        using (var tape = new Tape(be))
+            Assert.Throws<ArgumentException>(() => model.Loss(tape, model.Bind(tape, _ => false), batch, targets, wrong, 2));
+        using (var tape = new Tape(be))
+            Assert.Throws<ArgumentException>(() => model.Loss(tape, model.Bind(tape, _ => false), batch, targets, null, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.ResidualAt(batch, Small.NLayer + 1));
+    }
+
+    [TestCase("vulkan")]
+    [TestCase("torch")]
     public void Cached_greedy_generation_equals_recomputing_the_whole_sequence(string backend)
     {
         IBackend be = backend == "torch" ? _torch! : new VulkanBackend(Device);
