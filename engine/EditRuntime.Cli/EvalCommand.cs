@@ -37,6 +37,8 @@ internal static class EvalCommand
             Console.WriteLine($"  after {c.Edits,5} edits: ES {c.Scores.Efficacy:0.000}  GS {c.Scores.Generality:0.000}  LS {c.Scores.Locality:0.000}");
         var s = r.Scores;
         Console.WriteLine($"ES {s.Efficacy:0.000}  GS {s.Generality:0.000}  LS {s.Locality:0.000}  CF success {s.CounterFactSuccess:0.000}  ({s.Requests} requests)");
+        if (!double.IsNaN(s.GeneralityUnderstood))
+            Console.WriteLine($"GS on the {s.UnderstoodRephrases} rephrase prompts the unedited model answers with target_true: {s.GeneralityUnderstood:0.000}");
         // Described again after the run: editors whose state grows (GRACE's codebook) count it now.
         var after = editor.Describe();
         Console.WriteLine($"trainable parameters after the run: {after.TrainableParameters}");

@@ -87,4 +87,38 @@ public sealed class FtLEditorTests : GpuTest
         Assert.That(seq.BatchSize, Is.EqualTo(2));
         Assert.Throws<ArgumentException>(() => EditProtocols.Run(ctx, editor, reqs, EditProtocol.Batch, 5, 1));
     }
+
+    [Test]
+    public void GS_on_understood_rephrases_counts_only_the_prompts_the_unedited_model_answers()
+    {
+        var md = LoadBuiltin();
+        using var torch = new EditRuntime.Torch.TorchBackend();
+        using var model = new Gpt2Model(torch, md.Config, md.Weights);
+        var ctx = new EditorContext(model, md);
+        var reqs = SyntheticWorld.Generate(null, 1234).EvalRequests.Take(24).Select(FromWorld).ToList();
+        var understood = EditProtocols.UnderstoodRephrases(ctx, reqs);
+        int total = reqs.Sum(r => r.RephrasePrompts.Count);
+        Assert.That(understood, Has.Length.EqualTo(total));
+        TestContext.Out.WriteLine($"understood {understood.Count(u => u)} of {total} rephrase prompts");
+        // The built-in model answers ~90 % of held-out paraphrases of its facts: most, not all.
+        Assert.That(understood.Count(u => u), Is.InRange(total / 2, total - 1));
+        var loc = EditProtocols.LocalityScores(ctx, reqs);
+        // Asking for target_true instead of target_new: on the understood prompts GS is 1 by definition, on all of them below 1.
+        var truth = reqs.Select(r => r with { TargetNew = r.TargetTrue! }).ToList();
+        var t = EditProtocols.Measure(ctx, truth, loc, understood);
+        Assert.That(t.GeneralityUnderstood, Is.EqualTo(1.0));
+        Assert.That(t.UnderstoodRephrases, Is.EqualTo(understood.Count(u => u)));
+        Assert.That(t.Generality, Is.LessThan(1.0));
+        // All flags set: the same as GS; none: nothing to measure; a wrong count is refused.
+        var all = EditProtocols.Measure(ctx, reqs, loc, Enumerable.Repeat(true, total).ToArray());
+        Assert.That(all.GeneralityUnderstood, Is.EqualTo(all.Generality).Within(1e-12));
+        Assert.That(double.IsNaN(EditProtocols.Measure(ctx, reqs, loc, new bool[total]).GeneralityUnderstood), Is.True);
+        Assert.That(double.IsNaN(EditProtocols.Measure(ctx, reqs, loc).GeneralityUnderstood), Is.True, "not measured without the flags");
+        Assert.Throws<ArgumentException>(() => EditProtocols.Measure(ctx, reqs, loc, new bool[total - 1]));
+        // A protocol run measures it.
+        using var editor = EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["steps"] = "2" });
+        var run = EditProtocols.Run(ctx, editor, reqs, EditProtocol.Batch, 24, 1);
+        Assert.That(run.Scores.UnderstoodRephrases, Is.EqualTo(understood.Count(u => u)));
+        Assert.That(run.Scores.GeneralityUnderstood, Is.InRange(0.0, 1.0));
+    }
 }

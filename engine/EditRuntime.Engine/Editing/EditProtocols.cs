@@ -9,7 +9,16 @@ namespace EditRuntime.Editing;
 public enum EditProtocol { Single, Batch, Sequential, SequentialBatch }
 
 /// <summary>Metrics of one protocol run (NaN where the data has nothing to measure).</summary>
-public sealed record EditScores(double Efficacy, double Generality, double Locality, double CounterFactSuccess, int Requests);
+public sealed record EditScores(double Efficacy, double Generality, double Locality, double CounterFactSuccess, int Requests)
+{
+    /// <summary>GS on the rephrase prompts the unedited model answers with target_true (every token the
+    /// argmax): generality where the model understands the paraphrase of the fact it is asked to change —
+    /// what separates an editor's generalisation from the model's own grasp of the templates. NaN without
+    /// target_true or without the run's pre-edit check (<see cref="EditProtocols.UnderstoodRephrases"/>).</summary>
+    public double GeneralityUnderstood { get; init; } = double.NaN;
+    /// <summary>How many rephrase prompts <see cref="GeneralityUnderstood"/> counts.</summary>
+    public int UnderstoodRephrases { get; init; }
+}
 
 /// <summary>Metrics measured on the requests edited so far, after <paramref name="Edits"/> of them.</summary>
 public sealed record CurvePoint(int Edits, EditScores Scores);
@@ -55,8 +64,21 @@ public static class EditProtocols
         _ => throw new ArgumentException($"--protocol: \"{s}\" is not single, batch, sequential or sequential-batch."),
     };
 
-    /// <summary>Scores of the current (edited or not) model on the requests.</summary>
-    public static EditScores Measure(EditorContext ctx, IReadOnlyList<EditRequest> reqs, IReadOnlyList<TargetScore> localityBaseline)
+    /// <summary>Per rephrase prompt (all requests' rephrases in order): does the model as it is now answer it with
+    /// the request's target_true (every token the argmax)? False where the request has no target_true.</summary>
+    public static bool[] UnderstoodRephrases(EditorContext ctx, IReadOnlyList<EditRequest> reqs)
+    {
+        var flat = reqs.SelectMany(r => r.RephrasePrompts.Select(p => (r, p))).ToList();
+        var withTrue = flat.Select((x, i) => (x, i)).Where(y => y.x.r.TargetTrue is not null).ToList();
+        var scores = ctx.Model.ScoreTargets(withTrue.Select(y => ctx.Encode(y.x.p, y.x.r.TargetTrue!)).ToList());
+        var known = new bool[flat.Count];
+        for (int j = 0; j < withTrue.Count; j++) known[withTrue[j].i] = scores[j].Accuracy == 1.0;
+        return known;
+    }
+
+    /// <summary>Scores of the current (edited or not) model on the requests; with <paramref name="understood"/>
+    /// (<see cref="UnderstoodRephrases"/> of the unedited model, for these requests) also GS on those prompts.</summary>
+    public static EditScores Measure(EditorContext ctx, IReadOnlyList<EditRequest> reqs, IReadOnlyList<TargetScore> localityBaseline, IReadOnlyList<bool>? understood = null)
     {
         var model = ctx.Model;
         var es = model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList());
@@ -68,7 +90,17 @@ public static class EditProtocols
         var withTrue = reqs.Select((r, i) => (r, i)).Where(x => x.r.TargetTrue is not null).ToList();
         var tTrue = model.ScoreTargets(withTrue.Select(x => ctx.Encode(x.r.Prompt, x.r.TargetTrue!)).ToList());
         double cf = EditMetrics.CounterFactSuccess(withTrue.Select(x => es[x.i]).ToList(), tTrue);
-        return new EditScores(EditMetrics.Efficacy(es), EditMetrics.Generality(gs), loc.Count == 0 ? double.NaN : EditMetrics.Locality(loc, localityBaseline), cf, reqs.Count);
+        var scores = new EditScores(EditMetrics.Efficacy(es), EditMetrics.Generality(gs), loc.Count == 0 ? double.NaN : EditMetrics.Locality(loc, localityBaseline), cf, reqs.Count);
+        if (understood is null) return scores;
+        if (understood.Count != gsFlat.Length) throw new ArgumentException($"understood rephrases: {understood.Count} flags for {gsFlat.Length} rephrase prompts.");
+        var kept = new List<IReadOnlyList<TargetScore>>();
+        k = 0;
+        foreach (var r in reqs)
+        {
+            kept.Add(Enumerable.Range(k, r.RephrasePrompts.Count).Where(i => understood[i]).Select(i => gsFlat[i]).ToList());
+            k += r.RephrasePrompts.Count;
+        }
+        return scores with { GeneralityUnderstood = EditMetrics.Generality(kept), UnderstoodRephrases = understood.Count(u => u) };
     }
 
     /// <summary>Teacher-forced scores of every request's locality prompts with their answers.</summary>
@@ -89,8 +121,15 @@ public static class EditProtocols
         var backend = ctx.Model.Backend;
         var counters = backend as IDeviceCounters;
         var baseline = LocalityScores(ctx, reqs);
+        var understood = UnderstoodRephrases(ctx, reqs);
         var locStarts = new int[reqs.Count + 1];
-        for (int i = 0; i < reqs.Count; i++) locStarts[i + 1] = locStarts[i] + reqs[i].Locality.Count;
+        var rephStarts = new int[reqs.Count + 1];
+        for (int i = 0; i < reqs.Count; i++)
+        {
+            locStarts[i + 1] = locStarts[i] + reqs[i].Locality.Count;
+            rephStarts[i + 1] = rephStarts[i] + reqs[i].RephrasePrompts.Count;
+        }
+        IReadOnlyList<bool> Understood(int from, int to) => understood[rephStarts[from]..rephStarts[to]];
         counters?.ResetPeakDeviceBytes();
         var sw = Stopwatch.StartNew();
         double editSeconds = 0, deviceSeconds = 0, measureSeconds = 0;
@@ -122,7 +161,7 @@ public static class EditProtocols
         EditScores Measured(int count)
         {
             var t = Stopwatch.StartNew();
-            var r = Measure(ctx, reqs.Take(count).ToList(), LocalitySlice(baseline, locStarts, 0, count));
+            var r = Measure(ctx, reqs.Take(count).ToList(), LocalitySlice(baseline, locStarts, 0, count), Understood(0, count));
             measureSeconds += t.Elapsed.TotalSeconds;
             return r;
         }
@@ -135,12 +174,16 @@ public static class EditProtocols
                 {
                     Timed([reqs[i]]);
                     var t = Stopwatch.StartNew();
-                    per.Add(Measure(ctx, [reqs[i]], LocalitySlice(baseline, locStarts, i, i + 1)));
+                    per.Add(Measure(ctx, [reqs[i]], LocalitySlice(baseline, locStarts, i, i + 1), Understood(i, i + 1)));
                     measureSeconds += t.Elapsed.TotalSeconds;
                     editor.Reset();
                     Report("edit", i + 1, reqs.Count);
                 }
-                scores = new EditScores(Mean(per, s => s.Efficacy), Mean(per, s => s.Generality), Mean(per, s => s.Locality), Mean(per, s => s.CounterFactSuccess), per.Count);
+                scores = new EditScores(Mean(per, s => s.Efficacy), Mean(per, s => s.Generality), Mean(per, s => s.Locality), Mean(per, s => s.CounterFactSuccess), per.Count)
+                {
+                    GeneralityUnderstood = Mean(per, s => s.GeneralityUnderstood),
+                    UnderstoodRephrases = per.Sum(s => s.UnderstoodRephrases),
+                };
                 break;
             }
             case EditProtocol.Batch:

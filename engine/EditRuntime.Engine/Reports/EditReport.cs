@@ -54,6 +54,8 @@ public static class EditReport
         sb.Append($"| {d.Name} | {p.Backend} | {p.ProtocolName} | {r.Edits} | {M(s.Efficacy)} | {M(s.Generality)} | {M(s.Locality)} | {M(s.CounterFactSuccess)} | " +
                   $"{r.SecondsPerEdit * 1000:0.0} | {(r.DeviceSecondsPerEdit is { } g ? (g * 1000).ToString("0.0", CultureInfo.InvariantCulture) : "–")} | " +
                   $"{Mib(r.PeakEditDeviceBytes)} / {Mib(r.PeakDeviceBytes)} |\n");
+        if (!double.IsNaN(s.GeneralityUnderstood))
+            sb.Append($"\nGS on the {s.UnderstoodRephrases} rephrase prompts that the unedited model answers with target_true: {M(s.GeneralityUnderstood)}.\n");
         if (r.Curve.Count > 1)
         {
             sb.Append("\nRetention (metrics on the requests edited so far):\n\n| edits | ES | GS | LS | CF success |\n|---:|---:|---:|---:|---:|\n");
@@ -87,6 +89,7 @@ public static class EditReport
     private static JsonObject Metrics(EditScores s) => new()
     {
         ["ES"] = Num(s.Efficacy), ["GS"] = Num(s.Generality), ["LS"] = Num(s.Locality), ["CF_success"] = Num(s.CounterFactSuccess), ["requests"] = s.Requests,
+        ["GS_understood"] = Num(s.GeneralityUnderstood), ["understood_rephrases"] = s.UnderstoodRephrases,
     };
 
     private static string Mib(long? b) => b is { } v ? (v / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) : "–";
