@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using EditRuntime.TextTests;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;
@@ -29,6 +30,31 @@ public sealed class CliTests
         Assert.That(output, Does.Contain("GFLOP/s GPU").And.Contain("67x33x21").And.Contain("64x64x64"));
         Assert.That(output, Does.Contain("check: every result within 1e-05 of float64"));
         Assert.That(err, Is.Empty, "no validation messages, no errors");
+    }
+
+    [Test]
+    public void Eval_prints_metrics_profile_and_writes_the_report()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-eval-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (wc, _, we) = Editrt($"world --out {dir}/world");
+            Assert.That(wc, Is.Zero, we);
+            var data = $"{dir}/world/counterfact_eval.json";
+            var (code, output, err) = Editrt($"eval --editor MELO --model {TokFixtures.RepoRoot}/models/editrt-tiny --data {data} --protocol sequential --edits 2 --backend vulkan --set num_iter=3 --profile --out {dir}/report");
+            Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Match(@"ES \d\.\d{3}  GS \d\.\d{3}  LS \d\.\d{3}"));
+            Assert.That(output, Does.Match(@"GS on the \d+ rephrase prompts the unedited model answers with target_true: \d\.\d{3}"));
+            Assert.That(output, Does.Contain("profile:").And.Contain("core/matmul").And.Contain("µs each"));
+            Assert.That(err, Does.Contain("edit    2/2"), "progress on stderr");
+            foreach (var f in new[] { "report.json", "report.md", "report.svg" }) Assert.That(File.Exists($"{dir}/report/{f}"), f);
+            Assert.That(File.ReadAllText($"{dir}/report/report.json"), Does.Contain("\"GS_understood\""));
+            // --profile times Vulkan kernels; on Torch it is refused before any work.
+            var (tc, _, terr) = Editrt($"eval --editor MELO --model {TokFixtures.RepoRoot}/models/editrt-tiny --data {data} --edits 1 --backend torch --profile");
+            Assert.That(tc, Is.EqualTo(1));
+            Assert.That(terr, Does.Contain("--profile times Vulkan kernels"));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
     [Test]
