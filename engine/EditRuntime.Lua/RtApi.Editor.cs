@@ -228,15 +228,16 @@ internal sealed partial class RtApi
             if (!withLocality) r.Remove("ls");
             return c.Return(r);
         });
-        Fn("rt.eval.run", 2, 3, "rt.eval.run(editor, requests[, {protocol=\"sequential\", edits=, batch=10, progress=function(msg) end}])", c =>
+        Fn("rt.eval.run", 2, 3, "rt.eval.run(editor, requests[, {protocol=\"sequential\", edits=, batch=10, curve_every=0, progress=function(msg) end}])", c =>
         {
             var e = c.Object<EditorObject>(1, "Editor");
             var reqs = ReadRequests(c, 2);
-            var o = c.Options(3, "protocol", "edits", "batch", "progress");
+            var o = c.Options(3, "protocol", "edits", "batch", "curve_every", "progress");
             var protocol = Str(o, "protocol", c) ?? "sequential";
             if (!ProtocolNames.Contains(protocol)) throw c.ArgError(3, $"protocol \"{protocol}\": choose {string.Join(", ", ProtocolNames)}");
             int edits = Int(o, "edits", c, reqs.Count, 1);
             int batch = Int(o, "batch", c, 10, 1);
+            int curveEvery = Int(o, "curve_every", c, 0, 0);
             var progress = o.GetValueOrDefault("progress") switch
             {
                 null => null,
@@ -245,9 +246,16 @@ internal sealed partial class RtApi
             };
             try
             {
-                var r = ProtocolRunner.Run(e.Model.Context, e.Editor, reqs, protocol, edits, batch,
+                var r = ProtocolRunner.Run(e.Model.Context, e.Editor, reqs, protocol, edits, batch, curveEvery,
                     progress is null ? null : msg => _host.CallFunction(progress, 0, msg));
                 var t = ScoresTable(r.Scores);
+                t["gs_understood"] = double.IsNaN(r.Scores.GeneralityUnderstood) ? null : r.Scores.GeneralityUnderstood;
+                t["understood_rephrases"] = (long)r.Scores.UnderstoodRephrases;
+                t["device_seconds_per_edit"] = r.DeviceSecondsPerEdit;
+                t["peak_device_mib"] = r.PeakDeviceBytes / 1048576.0;
+                t["peak_edit_device_mib"] = r.PeakEditDeviceBytes / 1048576.0;
+                t["measure_seconds"] = r.MeasureSeconds;
+                t["curve"] = r.Curve.Select(p => { var x = ScoresTable(p.Scores); x["edits"] = (long)p.Edits; return (object?)x; }).ToList();
                 t["editor"] = e.Editor.Name;
                 t["protocol"] = protocol;
                 t["edits"] = r.Edits;
@@ -325,9 +333,10 @@ internal sealed partial class RtApi
 /// <summary>The one place the Lua host calls <see cref="EditProtocols.Run"/> (its signature is still moving).</summary>
 internal static class ProtocolRunner
 {
-    public static EditRunResult Run(EditorContext ctx, IEditor editor, IReadOnlyList<EditRequest> requests, string protocol, int edits, int batch, Action<string>? progress)
+    public static EditRunResult Run(EditorContext ctx, IEditor editor, IReadOnlyList<EditRequest> requests, string protocol, int edits, int batch, int curveEvery, Action<string>? progress)
     {
         if (edits > requests.Count) throw new ArgumentException($"edits = {edits} but only {requests.Count} requests were given");
-        return EditProtocols.Run(ctx, editor, requests, EditProtocols.Parse(protocol), edits, batch, progress);
+        return EditProtocols.Run(ctx, editor, requests, EditProtocols.Parse(protocol), edits, batch,
+            new EditRunOptions { CurveEvery = curveEvery, Progress = progress is null ? null : p => progress(p.ToString()) });
     }
 }

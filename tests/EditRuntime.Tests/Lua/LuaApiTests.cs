@@ -126,8 +126,17 @@ public sealed class LuaApiTests
         local protocols = rt.eval.protocols()
         assert(#protocols == 4 and protocols[4] == "sequential-batch")
         local seen = 0
-        local run = rt.eval.run(ed, reqs, {protocol = "sequential", progress = function(msg) seen = seen + 1 end})
-        assert(run.editor == "FT-L" and run.edits == 2 and run.es > 0 and run.ls and run.seconds_per_edit > 0 and seen == 2, "eval.run")
+        local run = rt.eval.run(ed, reqs, {protocol = "sequential", curve_every = 1, progress = function(msg) seen = seen + 1 end})
+        assert(run.editor == "FT-L" and run.edits == 2 and run.es > 0 and run.ls and run.seconds_per_edit > 0 and seen >= 2, "eval.run")
+        assert(#run.curve == 2 and run.curve[1].edits == 1 and run.curve[2].edits == 2 and run.curve[2].es == run.es, "eval.run curve")
+        assert(run.understood_rephrases > 0 and run.gs_understood >= 0 and run.gs_understood <= 1 and run.measure_seconds > 0, "eval.run understood")
+        if rt.backend.current() == "vulkan" then
+          assert(run.device_seconds_per_edit > 0 and run.peak_edit_device_mib > 0 and run.peak_device_mib >= run.peak_edit_device_mib, "eval.run device counters")
+        else
+          assert(run.device_seconds_per_edit == nil, "no device counters on torch")
+        end
+        local ok2, err2 = pcall(rt.eval.run, ed, reqs, {curve_every = -1})
+        assert(not ok2 and err2:match("curve_every"), err2)
         ed:rollback()
         local report = rt.eval.report(dir .. "/report", {run}, {title = "api test"})
         assert(report == dir .. "/report/report.json")
