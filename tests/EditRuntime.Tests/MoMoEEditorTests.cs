@@ -41,7 +41,9 @@ public sealed class MoMoEEditorTests : GpuTest
         Assert.That(model.NextTokenLogits(unrelated), Is.EqualTo(unrelatedBefore), "an input without a known anchor gets no expert output at all");
         var perExpert = log["tokens_per_expert"]!.AsArray().Select(n => (long)n!).ToArray();
         Assert.That(perExpert, Has.Length.EqualTo(4));
-        Assert.That(perExpert.Sum(), Is.EqualTo((long)log["routed_tokens"]!), "utilisation counts every routed token once (top-1)");
+        int topK = (int)(double)editor.Describe().HyperParameters["top_k"]!;
+        Assert.That(perExpert.Sum(), Is.EqualTo(topK * (long)log["routed_tokens"]!), "utilisation counts every routed token once per chosen expert (top-k)");
+        Assert.That(perExpert.Count(n => n > 0), Is.GreaterThanOrEqualTo(topK), "each token goes to k different experts");
         Assert.That(editor.Diagnostics()["batches"]!.AsArray(), Has.Count.EqualTo(1));
         Assert.Throws<NotSupportedException>(() => editor.Remove(0));
 
