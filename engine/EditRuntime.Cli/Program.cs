@@ -148,6 +148,16 @@ eval.SetAction(r => Cli.Run(() => EvalCommand.Run(Options(r), r.GetValue(editorO
     r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [], r.GetValue(profileOption))));
 root.Subcommands.Add(eval);
 
+var compareReports = new Argument<string[]>("reports") { Description = "Report folders written by 'editrt eval --out' (or their report.json files).", Arity = ArgumentArity.OneOrMore };
+var compareOut = new Option<string?>("--out") { Description = "Write compare.md and one compare-METRIC.svg per metric (the metric against the number of edits, one line per report) here." };
+var compareMetrics = new Option<string>("--metrics") { Description = "Metrics to plot, comma-separated: ES, GS, LS, CF_success, GS_understood.", DefaultValueFactory = _ => "ES,GS,LS" };
+var compare = new Command("compare", "Several eval reports side by side: a Markdown table (metrics, time per edit, trainable parameters) and plots of the metrics against the number of edits.");
+compare.Arguments.Add(compareReports);
+compare.Options.Add(compareOut);
+compare.Options.Add(compareMetrics);
+compare.SetAction(r => Cli.Run(() => CompareCommand.Run(r.GetValue(compareReports) ?? [], r.GetValue(compareOut), r.GetValue(compareMetrics)!)));
+root.Subcommands.Add(compare);
+
 var radiiOption = new Option<string>("--radii") { Description = "Comma-separated init_radius values.", Required = true };
 var sweepOut = new Option<string?>("--out") { Description = "Write sweep.md, sweep.json and sweep.svg (ES/GS/LS against the radius) here." };
 var meloSweep = new Command("melo-sweep", "MELO's GS/LS trade-off: edit the first --edits requests once (sequentially), then rebuild the index for each radius and measure ES, GS, LS.");

@@ -58,6 +58,51 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Compare_tables_and_plots_several_reports()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-compare-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            static string Report(string editor, string protocol, int edits, double[] gs)
+            {
+                var curve = new System.Text.Json.Nodes.JsonArray();
+                for (int i = 0; i < gs.Length; i++)
+                    curve.Add(new System.Text.Json.Nodes.JsonObject { ["edits"] = (i + 1) * edits / gs.Length, ["metrics"] = new System.Text.Json.Nodes.JsonObject { ["ES"] = 1.0, ["GS"] = gs[i], ["LS"] = 0.99 } });
+                return new System.Text.Json.Nodes.JsonObject
+                {
+                    ["editor"] = editor, ["protocol"] = protocol, ["backend"] = "torch", ["edits"] = edits, ["batch_size"] = 1, ["trainable_parameters"] = 42,
+                    ["metrics"] = new System.Text.Json.Nodes.JsonObject { ["ES"] = 1.0, ["GS"] = gs[^1], ["LS"] = 0.99, ["CF_success"] = 1.0, ["GS_understood"] = 0.9, ["requests"] = edits },
+                    ["curve"] = curve,
+                    ["timings"] = new System.Text.Json.Nodes.JsonObject { ["wall_seconds_per_edit"] = 0.5, ["device_seconds_per_edit"] = null },
+                }.ToJsonString();
+            }
+            Directory.CreateDirectory($"{dir}/a"); Directory.CreateDirectory($"{dir}/b");
+            File.WriteAllText($"{dir}/a/report.json", Report("ED-A", "sequential", 40, [0.5, 0.25, 0.125, 0.75]));
+            File.WriteAllText($"{dir}/b/report.json", Report("ED-B", "batch", 40, [0.625]));
+            var (code, output, err) = Editrt($"compare {dir}/a {dir}/b/report.json --out {dir}/out --metrics GS,LS");
+            Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Contain("| ED-A | sequential | torch | 40 | 1.000 | 0.750 | 0.900 | 0.990 | 1.000 | 500 | – | 42 |"));
+            Assert.That(output, Does.Contain("| ED-B | batch | torch | 40 | 1.000 | 0.625 |"));
+            var svg = File.ReadAllText($"{dir}/out/compare-GS.svg");
+            Assert.That(svg, Does.Contain("ED-A sequential torch").And.Contain("ED-B batch torch"));
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(svg, "<circle").Count, Is.EqualTo(5), "four curve points and one batch point");
+            Assert.That(svg, Does.Contain("ED-A sequential torch: 30, 0.125"));
+            Assert.That(File.Exists($"{dir}/out/compare-LS.svg") && File.Exists($"{dir}/out/compare.md") && !File.Exists($"{dir}/out/compare-ES.svg"), Is.True);
+            var (c2, _, e2) = Editrt($"compare {dir}/missing");
+            Assert.That(c2, Is.EqualTo(1));
+            Assert.That(e2, Does.Contain("missing does not exist"));
+            var (c3, _, e3) = Editrt($"compare {dir}/a --metrics GS,XS");
+            Assert.That(c3, Is.EqualTo(1));
+            Assert.That(e3, Does.Contain("\"XS\" is not one of"));
+            File.WriteAllText($"{dir}/a/report.json", "{\"editor\": \"x\"}");
+            var (c4, _, e4) = Editrt($"compare {dir}/a");
+            Assert.That(c4, Is.EqualTo(1));
+            Assert.That(e4, Does.Contain("has no \"protocol\""));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void Unknown_device_is_a_clear_error()
     {
         var (code, _, err) = Editrt("devices --device no-such-gpu");

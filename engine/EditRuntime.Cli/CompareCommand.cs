@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using EditRuntime.IO;
+using EditRuntime.Reports;
+
+namespace EditRuntime.Cli;
+
+/// <summary>`editrt compare`: several eval reports side by side — one Markdown table and, per metric, one
+/// plot of the metric against the number of edits (each report's curve).</summary>
+internal static class CompareCommand
+{
+    private static readonly string[] Colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    private static readonly string[] Known = ["ES", "GS", "LS", "CF_success", "GS_understood"];
+
+    public static int Run(IReadOnlyList<string> reports, string? outDir, string metrics)
+    {
+        if (reports.Count == 0) throw new ArgumentException("compare: give one or more report folders (or report.json files) written by 'editrt eval --out'.");
+        var ms = metrics.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var m in ms)
+            if (!Known.Contains(m)) throw new ArgumentException($"--metrics: \"{m}\" is not one of {string.Join(", ", Known)}.");
+        var runs = reports.Select(Load).ToList();
+        var table = Table(runs);
+        Console.Write(table);
+        if (outDir is null) return 0;
+        Directory.CreateDirectory(outDir);
+        var written = new List<string> { Path.Combine(outDir, "compare.md") };
+        AtomicFile.WriteAllText(written[0], table);
+        bool logX = runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).Max() >= 100 * runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).Min();
+        foreach (var m in ms)
+        {
+            var series = runs.Select((r, i) => new PlotSeries(r.Label, Colors[i % Colors.Length], Curve(r.Json, m), Dashed: i >= Colors.Length)).ToList();
+            var file = Path.Combine(outDir, $"compare-{m}.svg");
+            AtomicFile.WriteAllText(file, SvgPlot.Lines($"{m} against the number of edits", "number of edits" + (logX ? " (log)" : ""), m, series, 0, 1, logX));
+            written.Add(file);
+        }
+        Console.WriteLine($"written: {string.Join(", ", written)}");
+        return 0;
+    }
+
+    private sealed record Report(string Path, JsonObject Json, string Label);
+
+    private static Report Load(string path)
+    {
+        var file = Directory.Exists(path) ? System.IO.Path.Combine(path, "report.json") : path;
+        if (!File.Exists(file)) throw new FileNotFoundException($"compare: {file} does not exist (a folder written by 'editrt eval --out', or its report.json).");
+        JsonObject json;
+        try { json = JsonNode.Parse(File.ReadAllText(file))?.AsObject() ?? throw new InvalidDataException("empty"); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or InvalidDataException)
+        { throw new InvalidDataException($"compare: {file} is not a report.json ({e.Message})."); }
+        foreach (var k in new[] { "editor", "protocol", "backend", "edits", "metrics" })
+            if (json[k] is null) throw new InvalidDataException($"compare: {file} has no \"{k}\" (not written by 'editrt eval --out'?).");
+        string protocol = (string)json["protocol"]!;
+        if (protocol == "sequential-batch" && json["batch_size"] is JsonNode b) protocol = $"seq-batch {(int)json["edits"]! / Math.Max(1, (int)b)}×{(int)b}";
+        return new Report(file, json, $"{json["editor"]} {protocol} {json["backend"]}");
+    }
+
+    private static IReadOnlyList<(double X, double Y)> Curve(JsonObject r, string metric)
+    {
+        var pts = new List<(double, double)>();
+        if (r["curve"] is JsonArray c)
+            foreach (var p in c)
+                if (p?["metrics"]?[metric] is JsonValue v && v.TryGetValue<double>(out var y)) pts.Add(((int)p["edits"]!, y));
+        if (pts.Count == 0 && r["metrics"]?[metric] is JsonValue f && f.TryGetValue<double>(out var last)) pts.Add(((int)r["edits"]!, last));
+        return pts;
+    }
+
+    private static string Table(IReadOnlyList<Report> runs)
+    {
+        static string M(JsonNode? n, string fmt = "0.000", double scale = 1) =>
+            n is JsonValue v && v.TryGetValue<double>(out var d) ? (d * scale).ToString(fmt, CultureInfo.InvariantCulture) : "–";
+        var sb = new StringBuilder();
+        sb.Append("| editor | protocol | backend | edits | ES | GS | GS understood | LS | CF success | ms/edit wall | ms/edit device | trainable params | report |\n");
+        sb.Append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        foreach (var r in runs)
+        {
+            var j = r.Json; var m = j["metrics"]!; var t = j["timings"];
+            sb.Append($"| {j["editor"]} | {j["protocol"]}{(j["protocol"]!.ToString() == "sequential-batch" ? $" ({j["batch_size"]})" : "")} | {j["backend"]} | {j["edits"]} | " +
+                      $"{M(m["ES"])} | {M(m["GS"])} | {M(m["GS_understood"])} | {M(m["LS"])} | {M(m["CF_success"])} | " +
+                      $"{M(t?["wall_seconds_per_edit"], "0", 1000)} | {M(t?["device_seconds_per_edit"], "0", 1000)} | {j["trainable_parameters"]?.ToString() ?? "–"} | {System.IO.Path.GetDirectoryName(r.Path)} |\n");
+        }
+        return sb.ToString();
+    }
+}
