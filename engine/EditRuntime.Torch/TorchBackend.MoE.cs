@@ -8,7 +8,7 @@ namespace EditRuntime.Torch;
 public sealed unsafe partial class TorchBackend
 {
     /// <summary>Same limit as the Vulkan kernels, so both backends accept the same inputs.</summary>
-    private const int MoeMaxExperts = VulkanBackend.MaxExperts;
+    private const int MoeMaxExperts = EditorOpShapes.MaxExperts;
 
     /// <summary>Wraps several outputs of mixed dtypes; if one fails, frees all of them.</summary>
     private TorchTensor[] WrapMixed(string op, params (TorchHandle Handle, DType DType, int[] Shape)[] outs)
@@ -28,25 +28,11 @@ public sealed unsafe partial class TorchBackend
         }
     }
 
-    private static (int N, int E) MoeGateShape(string op, Tensor logits, int k)
-    {
-        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, E), got {logits.ShapeString}.", nameof(logits));
-        int n = logits.Shape[0], e = logits.Shape[1];
-        if (e < 1 || e > MoeMaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MoeMaxExperts}.", nameof(logits));
-        if (k < 1 || k > e) throw new ArgumentException($"{op}: k = {k} must be in [1, E = {e}].", nameof(k));
-        return (n, e);
-    }
-
-    private static void MoePermutation(string op, string arg, Tensor t, int m)
-    {
-        if (t.Rank != 1 || t.Shape[0] != m) throw new ArgumentException($"{op}: {arg} must be [{m}] (M = N·k), got {t.ShapeString}.", arg);
-    }
-
     public (Tensor Weights, Tensor Indices) MoeGateTopK(Tensor logits, int k)
     {
         const string op = "moe_gate_topk";
         var tl = T(logits, op, "logits");
-        var (n, _) = MoeGateShape(op, logits, k);
+        var (n, _) = EditorOpShapes.MoeGate(op, logits, k);
         Check(Native.et_moe_gate_topk(tl.Handle, k, out var w, out var idx), op);
         var r = WrapMixed(op, (w, DType.F32, [n, k]), (idx, DType.I32, [n, k]));
         return (r[0], r[1]);
@@ -57,7 +43,7 @@ public sealed unsafe partial class TorchBackend
         const string op = "moe_gate_topk_backward";
         var tl = T(logits, op, "logits");
         var tg = T(gWeights, op, "gWeights");
-        var (n, _) = MoeGateShape(op, logits, k);
+        var (n, _) = EditorOpShapes.MoeGate(op, logits, k);
         CheckGy(op, gWeights, [n, k]);
         Check(Native.et_moe_gate_topk_backward(tl.Handle, k, tg.Handle, out var h), op);
         return Wrap(h, op, DType.F32, logits.Shape);
@@ -83,7 +69,7 @@ public sealed unsafe partial class TorchBackend
         if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.", nameof(x));
         if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.", nameof(k));
         int m = x.Shape[0] * k;
-        MoePermutation(op, "order", order, m);
+        EditorOpShapes.MoePermutation(op, "order", order, m);
         Check(Native.et_moe_dispatch(tx.Handle, to.Handle, k, out var h), op);
         return Wrap(h, op, DType.F32, [m, x.Shape[1]]);
     }
@@ -95,26 +81,16 @@ public sealed unsafe partial class TorchBackend
         var tg = T(gxs, op, "gxs");
         if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.", nameof(gxs));
         if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.", nameof(k));
-        MoePermutation(op, "position", position, gxs.Shape[0]);
+        EditorOpShapes.MoePermutation(op, "position", position, gxs.Shape[0]);
         Check(Native.et_moe_dispatch_backward(tp.Handle, tg.Handle, k, out var h), op);
         return Wrap(h, op, DType.F32, [gxs.Shape[0] / k, gxs.Shape[1]]);
-    }
-
-    private static (int M, int K, int Nout, int E) MoeGroupedShape(string op, Tensor xs, Tensor w, Tensor offsets)
-    {
-        if (xs.Rank != 2) throw new ArgumentException($"{op}: xs must be (M, K), got {xs.ShapeString}.", nameof(xs));
-        if (w.Rank != 3 || w.Shape[1] != xs.Shape[1]) throw new ArgumentException($"{op}: w must be (E, K = {xs.Shape[1]}, N), got {w.ShapeString}.", nameof(w));
-        int e = w.Shape[0];
-        if (e < 1 || e > MoeMaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MoeMaxExperts}.", nameof(w));
-        if (offsets.Rank != 1 || offsets.Shape[0] != e + 1) throw new ArgumentException($"{op}: offsets must be [E + 1] = [{e + 1}], got {offsets.ShapeString}.", nameof(offsets));
-        return (xs.Shape[0], xs.Shape[1], w.Shape[2], e);
     }
 
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
     {
         const string op = "grouped_matmul";
         var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets", DType.I32);
-        var (m, _, nout, _) = MoeGroupedShape(op, xs, w, offsets);
+        var (m, _, nout, _) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
         CheckArgument(Native.et_grouped_matmul(tx.Handle, tw.Handle, to.Handle, out var h), op, $"{op}: offsets", nameof(offsets));
         return Wrap(h, op, DType.F32, [m, nout]);
     }
@@ -123,27 +99,18 @@ public sealed unsafe partial class TorchBackend
     {
         const string op = "grouped_matmul_backward";
         var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets", DType.I32); var tg = T(gy, op, "gy");
-        var (m, _, nout, _) = MoeGroupedShape(op, xs, w, offsets);
+        var (m, _, nout, _) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
         CheckGy(op, gy, [m, nout]);
         CheckArgument(Native.et_grouped_matmul_backward(tx.Handle, tw.Handle, to.Handle, tg.Handle, out var gx, out var gw), op, $"{op}: offsets", nameof(offsets));
         var r = WrapMixed(op, (gx, DType.F32, xs.Shape), (gw, DType.F32, w.Shape));
         return (r[0], r[1]);
     }
 
-    private static (int N, int C, int K) MoeCombineShape(string op, Tensor ys, Tensor weights, Tensor position)
-    {
-        if (weights.Rank != 2) throw new ArgumentException($"{op}: weights must be (N, k), got {weights.ShapeString}.", nameof(weights));
-        int n = weights.Shape[0], k = weights.Shape[1];
-        if (ys.Rank != 2 || ys.Shape[0] != n * k) throw new ArgumentException($"{op}: ys must be (M = N·k = {n * k}, C), got {ys.ShapeString}.", nameof(ys));
-        MoePermutation(op, "position", position, n * k);
-        return (n, ys.Shape[1], k);
-    }
-
     public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
     {
         const string op = "moe_combine";
         var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position", DType.I32);
-        var (n, c, _) = MoeCombineShape(op, ys, weights, position);
+        var (n, c, _) = EditorOpShapes.MoeCombine(op, ys, weights, position);
         Check(Native.et_moe_combine(ty.Handle, tw.Handle, tp.Handle, out var h), op);
         return Wrap(h, op, DType.F32, [n, c]);
     }
@@ -152,7 +119,7 @@ public sealed unsafe partial class TorchBackend
     {
         const string op = "moe_combine_backward";
         var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position", DType.I32); var tg = T(gy, op, "gy");
-        var (n, c, _) = MoeCombineShape(op, ys, weights, position);
+        var (n, c, _) = EditorOpShapes.MoeCombine(op, ys, weights, position);
         CheckGy(op, gy, [n, c]);
         Check(Native.et_moe_combine_backward(ty.Handle, tw.Handle, tp.Handle, tg.Handle, out var gys, out var gw), op);
         var r = WrapMixed(op, (gys, DType.F32, ys.Shape), (gw, DType.F32, weights.Shape));

@@ -31,4 +31,42 @@ public static class EditorOpShapes
             throw new ArgumentException($"{op}: pointInfo must be I32 ({P}, 2) = (cluster, block), got {pointInfo.DType} {pointInfo.ShapeString}.");
         return (Q, N, P, D);
     }
+
+    // ---------------------------------------------------------------- MoE (IBackend.MoE.cs)
+
+    /// <summary>Most experts the MoE ops take (the Vulkan route kernel's shared counters and the gate's 64-bit mask); every backend holds to the same limit.</summary>
+    public const int MaxExperts = 64;
+
+    public static (int N, int E) MoeGate(string op, Tensor logits, int k)
+    {
+        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, E), got {logits.ShapeString}.");
+        int n = logits.Shape[0], e = logits.Shape[1];
+        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
+        if (k < 1 || k > e) throw new ArgumentException($"{op}: k = {k} must be in [1, E = {e}].");
+        return (n, e);
+    }
+
+    public static void MoePermutation(string op, string arg, Tensor t, int m)
+    {
+        if (t.Rank != 1 || t.Shape[0] != m) throw new ArgumentException($"{op}: {arg} must be [{m}] (M = N·k), got {t.ShapeString}.");
+    }
+
+    public static (int M, int K, int Nout, int E) MoeGrouped(string op, Tensor xs, Tensor w, Tensor offsets)
+    {
+        if (xs.Rank != 2) throw new ArgumentException($"{op}: xs must be (M, K), got {xs.ShapeString}.");
+        if (w.Rank != 3 || w.Shape[1] != xs.Shape[1]) throw new ArgumentException($"{op}: w must be (E, K = {xs.Shape[1]}, N), got {w.ShapeString}.");
+        int e = w.Shape[0];
+        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
+        if (offsets.Rank != 1 || offsets.Shape[0] != e + 1) throw new ArgumentException($"{op}: offsets must be [E + 1] = [{e + 1}], got {offsets.ShapeString}.");
+        return (xs.Shape[0], xs.Shape[1], w.Shape[2], e);
+    }
+
+    public static (int N, int C, int K) MoeCombine(string op, Tensor ys, Tensor weights, Tensor position)
+    {
+        if (weights.Rank != 2) throw new ArgumentException($"{op}: weights must be (N, k), got {weights.ShapeString}.");
+        int n = weights.Shape[0], k = weights.Shape[1];
+        if (ys.Rank != 2 || ys.Shape[0] != n * k) throw new ArgumentException($"{op}: ys must be (M = N·k = {n * k}, C), got {ys.ShapeString}.");
+        MoePermutation(op, "position", position, n * k);
+        return (n, ys.Shape[1], k);
+    }
 }

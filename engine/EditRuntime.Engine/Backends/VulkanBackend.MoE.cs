@@ -11,7 +11,7 @@ namespace EditRuntime.Backends;
 public sealed partial class VulkanBackend
 {
     /// <summary>Most experts the MoE kernels take (the route kernel's shared counters and the gate's 64-bit mask).</summary>
-    public const int MaxExperts = 64;
+    public const int MaxExperts = EditorOpShapes.MaxExperts;
 
     [StructLayout(LayoutKind.Sequential)] private struct MoeGatePush { public ulong Logits, Weights, Indices; public uint N, E, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeGateBackwardPush { public ulong Logits, Gw, Gl; public uint N, E, K; }
@@ -23,20 +23,11 @@ public sealed partial class VulkanBackend
     [StructLayout(LayoutKind.Sequential)] private struct MoeCombineBackwardYsPush { public ulong Weights, Position, Gy, Gys; public uint M, C, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeCombineBackwardWPush { public ulong Ys, Position, Gy, Gw; public uint M, C, K; }
 
-    private static (int N, int E) GateShape(string op, Tensor logits, int k)
-    {
-        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, E), got {logits.ShapeString}.");
-        int n = logits.Shape[0], e = logits.Shape[1];
-        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
-        if (k < 1 || k > e) throw new ArgumentException($"{op}: k = {k} must be in [1, E = {e}].");
-        return (n, e);
-    }
-
     public (Tensor Weights, Tensor Indices) MoeGateTopK(Tensor logits, int k)
     {
         const string op = "moe_gate_topk";
         var gl = G(logits, op, "logits");
-        var (n, e) = GateShape(op, logits, k);
+        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
         var w = New(n, k);
         var idx = New(DType.I32, n, k);
         DispatchElementwise("core/moe_gate_topk_forward",
@@ -49,7 +40,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_gate_topk_backward";
         var gl = G(logits, op, "logits"); var gw = G(gWeights, op, "gWeights");
-        var (n, e) = GateShape(op, logits, k);
+        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
         if (gWeights.Rank != 2 || gWeights.Shape[0] != n || gWeights.Shape[1] != k)
             throw new ArgumentException($"{op}: gWeights is {gWeights.ShapeString}, expected (N, k) = [{n}, {k}].");
         var g = New(n, e);
@@ -75,11 +66,6 @@ public sealed partial class VulkanBackend
         return (order, position, offsets);
     }
 
-    private static void Permutation(string op, string arg, Tensor t, int m)
-    {
-        if (t.Rank != 1 || t.Shape[0] != m) throw new ArgumentException($"{op}: {arg} must be [{m}] (M = N·k), got {t.ShapeString}.");
-    }
-
     public Tensor MoeDispatch(Tensor x, Tensor order, int k)
     {
         const string op = "moe_dispatch";
@@ -87,7 +73,7 @@ public sealed partial class VulkanBackend
         if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.");
         if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.");
         int n = x.Shape[0], c = x.Shape[1], m = n * k;
-        Permutation(op, "order", order, m);
+        EditorOpShapes.MoePermutation(op, "order", order, m);
         var xs = New(m, c);
         DispatchElementwise("core/moe_dispatch_forward",
             new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
@@ -102,7 +88,7 @@ public sealed partial class VulkanBackend
         if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.");
         if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.");
         int m = gxs.Shape[0], c = gxs.Shape[1], n = m / k;
-        Permutation(op, "position", position, m);
+        EditorOpShapes.MoePermutation(op, "position", position, m);
         var gx = New(n, c);
         DispatchElementwise("core/moe_dispatch_backward",
             new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
@@ -110,21 +96,11 @@ public sealed partial class VulkanBackend
         return gx;
     }
 
-    private static (int M, int K, int Nout, int E) GroupedShape(string op, Tensor xs, Tensor w, Tensor offsets)
-    {
-        if (xs.Rank != 2) throw new ArgumentException($"{op}: xs must be (M, K), got {xs.ShapeString}.");
-        if (w.Rank != 3 || w.Shape[1] != xs.Shape[1]) throw new ArgumentException($"{op}: w must be (E, K = {xs.Shape[1]}, N), got {w.ShapeString}.");
-        int e = w.Shape[0];
-        if (e < 1 || e > MaxExperts) throw new ArgumentException($"{op}: {e} experts; the MoE kernels take 1 to {MaxExperts}.");
-        if (offsets.Rank != 1 || offsets.Shape[0] != e + 1) throw new ArgumentException($"{op}: offsets must be [E + 1] = [{e + 1}], got {offsets.ShapeString}.");
-        return (xs.Shape[0], xs.Shape[1], w.Shape[2], e);
-    }
-
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
     {
         const string op = "grouped_matmul";
         var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32);
-        var (m, k, nout, e) = GroupedShape(op, xs, w, offsets);
+        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
         var y = New(m, nout);
         DispatchElementwise("core/grouped_matmul_forward",
             new GroupedMatmulPush { A = ga.Address, W = gw.Address, Offsets = go.Address, Y = y.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
@@ -136,7 +112,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "grouped_matmul_backward";
         var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32); var gg = G(gy, op, "gy");
-        var (m, k, nout, e) = GroupedShape(op, xs, w, offsets);
+        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
         if (gy.Rank != 2 || gy.Shape[0] != m || gy.Shape[1] != nout) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{m}, {nout}].");
         var gxs = New(m, k);
         var gW = New(e, k, nout);
@@ -149,20 +125,11 @@ public sealed partial class VulkanBackend
         return (gxs, gW);
     }
 
-    private static (int N, int C, int K) CombineShape(string op, Tensor ys, Tensor weights, Tensor position)
-    {
-        if (weights.Rank != 2) throw new ArgumentException($"{op}: weights must be (N, k), got {weights.ShapeString}.");
-        int n = weights.Shape[0], k = weights.Shape[1];
-        if (ys.Rank != 2 || ys.Shape[0] != n * k) throw new ArgumentException($"{op}: ys must be (M = N·k = {n * k}, C), got {ys.ShapeString}.");
-        Permutation(op, "position", position, n * k);
-        return (n, ys.Shape[1], k);
-    }
-
     public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
     {
         const string op = "moe_combine";
         var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32);
-        var (n, c, k) = CombineShape(op, ys, weights, position);
+        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
         var y = New(n, c);
         DispatchElementwise("core/moe_combine_forward",
             new MoeCombinePush { Ys = gy.Address, Weights = gw.Address, Position = gp.Address, Y = y.Address, N = (uint)n, C = (uint)c, K = (uint)k },
@@ -174,7 +141,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_combine_backward";
         var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32); var gg = G(gy, op, "gy");
-        var (n, c, k) = CombineShape(op, ys, weights, position);
+        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
         if (gy.Rank != 2 || gy.Shape[0] != n || gy.Shape[1] != c) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{n}, {c}].");
         int m = n * k;
         var dYs = New(m, c);
