@@ -281,8 +281,9 @@ public sealed class Gpt2Model : IDisposable
         return best;
     }
 
-    /// <summary>Most logits (sequences × padded length × vocabulary) one scoring forward may produce; larger
-    /// request lists are scored in chunks of similar lengths so memory stays bounded (32 MiB of logits).</summary>
+    /// <summary>Bound on one scoring forward, counted as sequences × padded length × vocabulary (32 MiB of float
+    /// logits); larger request lists are scored in chunks of similar lengths so memory stays bounded. Only
+    /// target positions reach the LM head, so the chunk's activations, not its logits, are what this bounds now.</summary>
     public long ScoreLogitBudget { get; set; } = 8L << 20;
 
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests)
