@@ -25,6 +25,9 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     private readonly string _keySite;
     private readonly string[] _loraSites;
     private readonly int _blocks, _rank, _iters, _lrStep;
+    /// <summary>Every site of ours is at or above this layer: training forwards start there from the stream
+    /// the frozen layers below give once per edit (<see cref="Gpt2Model.ResidualAt"/>).</summary>
+    private readonly int _fromLayer;
     private readonly float _lr, _gamma, _scale;
     private readonly Dictionary<string, LoraBlockBank> _banks = new();
     private ClusterIndex _index;
@@ -79,6 +82,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
             if (Order(site) <= Order(_keySite))
                 throw new ArgumentException($"MELO: the key layer {_keySite} must run before every LoRA layer, but {site} does not come after it.");
 
+        _fromLayer = _loraSites.Append(_keySite).Min(Order) / SiteKinds.Length;
         var be = model.Backend;
         try
         {
@@ -234,9 +238,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 for (int i = 0; i < 4; i++) { zeros[i] = be.Empty(DType.F32, i < 2 ? a.Shape : b.Shape); be.Fill(zeros[i], 0); owned.Add(zeros[i]); }
                 state.Add((bank, a, b, zeros[0], zeros[1], zeros[2], zeros[3]));
             }
-            // Every site of ours is at or above this layer: the layers below give the same stream at every iteration.
-            int from = _loraSites.Append(_keySite).Min(Order) / SiteKinds.Length;
-            var residual = from > 0 ? model.ResidualAt(tb, from) : null;
+            var residual = _fromLayer > 0 ? model.ResidualAt(tb, _fromLayer) : null;
             if (residual is not null) owned.Add(residual);
             for (int it = 0; it < _iters; it++)
             {
@@ -250,7 +252,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 try
                 {
                     var p = model.Bind(tape, _ => false);
-                    var loss = model.Loss(tape, p, tb, targets, residual, from);
+                    var loss = model.Loss(tape, p, tb, targets, residual, _fromLayer);
                     tape.Backward(loss);
                 }
                 finally { _training = null; _capture = false; }

@@ -36,6 +36,9 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     private readonly EditorContext _ctx;
     private readonly JsonObject _hp;
     private readonly string _site;
+    /// <summary>The site's layer: the experts sit there, so training forwards start there from the stream the
+    /// frozen layers below give once per batch (<see cref="Gpt2Model.ResidualAt"/>).</summary>
+    private readonly int _layer;
     private readonly int _experts, _topK, _rank, _steps, _seed;
     private readonly float _lambda, _noise, _balance, _lr, _stopLoss;
     private readonly bool _useAnchors, _anchorInRouter, _afterSubject;
@@ -64,6 +67,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         var model = context.Model;
         if (!model.Parameters.TryGetValue(_site + ".weight", out var w0) || !_site.Contains(".mlp."))
             throw new ArgumentException($"MOMoE: layer \"{_site}\" is not an FFN linear site of this model (e.g. h.2.mlp.c_proj).");
+        _layer = int.Parse(_site.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture);   // h.N.mlp.*
         _experts = Int("experts"); _topK = Int("top_k"); _rank = Int("rank"); _steps = Int("steps"); _seed = Int("seed");
         _lambda = Num("lambda"); _noise = Num("gate_noise"); _balance = Num("balance_weight"); _lr = Num("lr"); _stopLoss = Num("stop_loss");
         _useAnchors = Bool("anchors");
@@ -273,9 +277,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         for (int b = 0; b < pairs.Count; b++)
             for (int j = 0; j < pairs[b].Target.Length; j++) targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
 
-        // The experts sit on one layer: the layers below give the same stream at every step.
-        int from = int.Parse(_site.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture);
-        using var residual = from > 0 ? _ctx.Model.ResidualAt(tb, from) : null;
+        using var residual = _layer > 0 ? _ctx.Model.ResidualAt(tb, _layer) : null;
         var group = _groups[g];
         group.BeginTraining();
         var cfg = new AdamConfig(_lr);
@@ -292,7 +294,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
                 _training = (g, bound, anchors, noiseRng);
                 _trainRouted = null;
                 var p = _ctx.Model.Bind(tape, _ => false);
-                var loss = _ctx.Model.Loss(tape, p, tb, targets, residual, from);
+                var loss = _ctx.Model.Loss(tape, p, tb, targets, residual, _layer);
                 if (_trainRouted is not { } routed)
                     throw new InvalidOperationException("MOMoE: no training prompt contains its subject, so no position is routed to the experts.");
                 routedRows = routed.Rows;

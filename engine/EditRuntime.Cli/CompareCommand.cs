@@ -26,7 +26,9 @@ internal static class CompareCommand
         Directory.CreateDirectory(outDir);
         var written = new List<string> { Path.Combine(outDir, "compare.md") };
         AtomicFile.WriteAllText(written[0], table);
-        bool logX = runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).Max() >= 100 * runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).Min();
+        // A log axis when the edit counts span two decades (e.g. a batch of 20 beside 1,680 sequential edits).
+        var xs = runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).ToList();
+        bool logX = xs.Max() >= 100 * xs.Min();
         foreach (var m in ms)
         {
             var series = runs.Select((r, i) => new PlotSeries(r.Label, Colors[i % Colors.Length], Curve(r.Json, m), Dashed: i >= Colors.Length)).ToList();

@@ -19,6 +19,8 @@ internal static class EvalCommand
         var ov = overrides.Select(o => o.Split('=', 2)).ToDictionary(
             p => p.Length == 2 ? p[0] : throw new ArgumentException($"--set {string.Join("=", p)}: expected key=value."), p => p[1]);
         using var be = BackendFactory.Create(backendName, options);
+        var stream = (be as VulkanBackend)?.Device.Stream;
+        if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");
         using var model = new Gpt2Model(be, md.Config, md.Weights);
         var ctx = new EditorContext(model, md);
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, ov);
@@ -27,8 +29,6 @@ internal static class EvalCommand
         Console.WriteLine($"{d.Name} on {modelDir} ({be.Name}: {be.DeviceDescription}); {data}: {requests.Count} requests; protocol {protocolName}, {edits} edits" +
                           (protocol == EditProtocol.SequentialBatch ? $" in batches of {batch}" : "") + (every > 0 ? $"; curve every {every}" : ""));
         Console.WriteLine($"hyper-parameters ({family}): {d.HyperParameters.ToJsonString()}; trainable parameters {d.TrainableParameters}; layers {string.Join(", ", d.LayersTouched)}");
-        var stream = (be as VulkanBackend)?.Device.Stream;
-        if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");
         if (profile) { stream!.Timings.Clear(); stream.Profiling = true; }
         var progress = new ProgressLine();
         var r = EditProtocols.Run(ctx, editor, requests, protocol, edits, batch, new EditRunOptions { CurveEvery = every, Progress = progress.Update });

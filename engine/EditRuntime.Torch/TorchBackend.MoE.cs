@@ -66,12 +66,9 @@ public sealed unsafe partial class TorchBackend
         const string op = "moe_dispatch";
         var tx = T(x, op, "x");
         var to = T(order, op, "order", DType.I32);
-        if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.", nameof(x));
-        if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.", nameof(k));
-        int m = x.Shape[0] * k;
-        EditorOpShapes.MoePermutation(op, "order", order, m);
+        var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
         Check(Native.et_moe_dispatch(tx.Handle, to.Handle, k, out var h), op);
-        return Wrap(h, op, DType.F32, [m, x.Shape[1]]);
+        return Wrap(h, op, DType.F32, [m, c]);
     }
 
     public Tensor MoeDispatchBackward(Tensor position, Tensor gxs, int k)
@@ -79,11 +76,9 @@ public sealed unsafe partial class TorchBackend
         const string op = "moe_dispatch_backward";
         var tp = T(position, op, "position", DType.I32);
         var tg = T(gxs, op, "gxs");
-        if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.", nameof(gxs));
-        if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.", nameof(k));
-        EditorOpShapes.MoePermutation(op, "position", position, gxs.Shape[0]);
+        var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
         Check(Native.et_moe_dispatch_backward(tp.Handle, tg.Handle, k, out var h), op);
-        return Wrap(h, op, DType.F32, [gxs.Shape[0] / k, gxs.Shape[1]]);
+        return Wrap(h, op, DType.F32, [n, c]);
     }
 
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)

@@ -69,4 +69,24 @@ public static class EditorOpShapes
         MoePermutation(op, "position", position, n * k);
         return (n, ys.Shape[1], k);
     }
+
+    /// <summary>Checks x (N, C), order [N·k], k ≥ 1; returns (N, C, M = N·k).</summary>
+    public static (int N, int C, int M) MoeDispatch(string op, Tensor x, Tensor order, int k)
+    {
+        if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.");
+        if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.");
+        int n = x.Shape[0], m = n * k;
+        MoePermutation(op, "order", order, m);
+        return (n, x.Shape[1], m);
+    }
+
+    /// <summary>Checks gxs (M, C) with k dividing M, position [M]; returns (M, C, N = M / k).</summary>
+    public static (int M, int C, int N) MoeDispatchBackward(string op, Tensor position, Tensor gxs, int k)
+    {
+        if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.");
+        if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.");
+        int m = gxs.Shape[0];
+        MoePermutation(op, "position", position, m);
+        return (m, gxs.Shape[1], m / k);
+    }
 }

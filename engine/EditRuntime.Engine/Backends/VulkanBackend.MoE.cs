@@ -70,10 +70,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_dispatch";
         var gx = G(x, op, "x"); var go = G(order, op, "order", DType.I32);
-        if (x.Rank != 2) throw new ArgumentException($"{op}: x must be (N, C), got {x.ShapeString}.");
-        if (k < 1) throw new ArgumentException($"{op}: k must be ≥ 1, got {k}.");
-        int n = x.Shape[0], c = x.Shape[1], m = n * k;
-        EditorOpShapes.MoePermutation(op, "order", order, m);
+        var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
         var xs = New(m, c);
         DispatchElementwise("core/moe_dispatch_forward",
             new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
@@ -85,10 +82,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_dispatch_backward";
         var gp = G(position, op, "position", DType.I32); var gg = G(gxs, op, "gxs");
-        if (gxs.Rank != 2) throw new ArgumentException($"{op}: gxs must be (M, C), got {gxs.ShapeString}.");
-        if (k < 1 || gxs.Shape[0] % k != 0) throw new ArgumentException($"{op}: k = {k} must divide the {gxs.Shape[0]} rows of gxs.");
-        int m = gxs.Shape[0], c = gxs.Shape[1], n = m / k;
-        EditorOpShapes.MoePermutation(op, "position", position, m);
+        var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
         var gx = New(n, c);
         DispatchElementwise("core/moe_dispatch_backward",
             new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
