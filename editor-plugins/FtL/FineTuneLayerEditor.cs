@@ -55,9 +55,7 @@ public sealed class FineTuneLayerEditor : IEditor
         for (int b = 0; b < tb.B; b++)
             for (int j = 0; j < pairs[b].Target.Length; j++)
                 targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
-        using var m = be.Empty(DType.F32, w.Shape);
-        using var v = be.Empty(DType.F32, w.Shape);
-        be.Fill(m, 0); be.Fill(v, 0);
+        using var adam = new AdamMoments(be, [w]);
         for (int step = 1; step <= _steps; step++)
         {
             using (var tape = new Tape(be))
@@ -65,8 +63,7 @@ public sealed class FineTuneLayerEditor : IEditor
                 var p = _ctx.Model.Bind(tape, name => name == _weight);
                 var loss = _ctx.Model.Loss(tape, p, tb, targets);
                 tape.Backward(loss);
-                be.AdamStep(w, p[_weight].Grad!, m, v, new AdamConfig(_lr), step);
-                p[_weight].ClearGrad();
+                adam.Step([p[_weight]], new AdamConfig(_lr), step);
             }
             Clamp(w);
         }

@@ -140,8 +140,7 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
             // Train one value per position, starting from the current outputs.
             int outW = outs[0].Length;
             using var table = be.FromArray(outs.SelectMany(o => o).ToArray(), positions.Length, outW);
-            using var m = be.Empty(DType.F32, table.Shape); be.Fill(m, 0);
-            using var v = be.Empty(DType.F32, table.Shape); be.Fill(v, 0);
+            using var adam = new AdamMoments(be, [table]);
             for (int step = 1; step <= _steps; step++)
             {
                 using var tape = new Tape(be);
@@ -152,8 +151,7 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
                     var p = _ctx.Model.Bind(tape, _ => false);
                     var loss = _ctx.Model.Loss(tape, p, tb, targets);
                     tape.Backward(loss);
-                    be.AdamStep(table, tv.Grad!, m, v, new AdamConfig(_lr), step);
-                    tv.ClearGrad();
+                    adam.Step([tv], new AdamConfig(_lr), step);
                 }
                 finally { _training = null; }
             }

@@ -228,16 +228,15 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         try
         {
             var ids = be.FromArray(Enumerable.Repeat(block, tb.B).ToArray(), tb.B); owned.Add(ids);
-            var state = new List<(LoraBlockBank Bank, Tensor A, Tensor B, Tensor MA, Tensor VA, Tensor MB, Tensor VB)>();
+            var state = new List<(LoraBlockBank Bank, Tensor A, Tensor B)>();
             foreach (var site in _loraSites)
             {
                 var bank = _banks[site];
                 var (a, b) = bank.StartBlock(block, _rng);
                 owned.Add(a); owned.Add(b);
-                var zeros = new Tensor[4];
-                for (int i = 0; i < 4; i++) { zeros[i] = be.Empty(DType.F32, i < 2 ? a.Shape : b.Shape); be.Fill(zeros[i], 0); owned.Add(zeros[i]); }
-                state.Add((bank, a, b, zeros[0], zeros[1], zeros[2], zeros[3]));
+                state.Add((bank, a, b));
             }
+            using var adam = new AdamMoments(be, state.SelectMany(s => new[] { s.A, s.B }).ToList());
             var residual = _fromLayer > 0 ? model.ResidualAt(tb, _fromLayer) : null;
             if (residual is not null) owned.Add(residual);
             for (int it = 0; it < _iters; it++)
@@ -256,15 +255,8 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                     tape.Backward(loss);
                 }
                 finally { _training = null; _capture = false; }
-                var cfg = new AdamConfig(lr);
-                for (int i = 0; i < state.Count; i++)
-                {
-                    var s = state[i];
-                    be.AdamStep(s.A, vars[i].A.Grad!, s.MA, s.VA, cfg, it + 1);
-                    be.AdamStep(s.B, vars[i].B.Grad!, s.MB, s.VB, cfg, it + 1);
-                    vars[i].A.ClearGrad(); vars[i].B.ClearGrad();
-                    s.Bank.Write(block, s.A, s.B);
-                }
+                adam.Step(vars.SelectMany(v => new[] { v.A, v.B }).ToList(), new AdamConfig(lr), it + 1);
+                foreach (var s in state) s.Bank.Write(block, s.A, s.B);
             }
             keys = be.ToFloatArray(_captured ?? throw new InvalidOperationException("MELO: the key site was not reached in the forward."));
         }

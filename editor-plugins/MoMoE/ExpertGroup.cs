@@ -17,7 +17,7 @@ public sealed class ExpertGroup : IDisposable
     public static readonly string[] ParamNames = ["wx", "wa", "a", "b"];
 
     private readonly IBackend _be;
-    private Tensor[]? _m, _v;
+    private AdamMoments? _adam;
 
     public ExpertGroup(IBackend be, Tensor[] weights)
     {
@@ -55,27 +55,20 @@ public sealed class ExpertGroup : IDisposable
     public void BeginTraining()
     {
         EndTraining();
-        _m = Weights.Select(w => { var t = _be.Empty(DType.F32, w.Shape); _be.Fill(t, 0); return t; }).ToArray();
-        _v = Weights.Select(w => { var t = _be.Empty(DType.F32, w.Shape); _be.Fill(t, 0); return t; }).ToArray();
+        _adam = new AdamMoments(_be, Weights);
     }
 
     /// <summary>One Adam step on every tensor whose bound variable has a gradient; clears the gradients.</summary>
     public void Step(Bound b, AdamConfig cfg, int step)
     {
-        if (_m is null || _v is null) throw new InvalidOperationException("MOMoE: BeginTraining first.");
-        Var[] vars = [b.Wx, b.Wa, b.A, b.B];
-        for (int i = 0; i < ParamCount; i++)
-        {
-            if (vars[i].Grad is not { } g) continue;
-            _be.AdamStep(Weights[i], g, _m[i], _v[i], cfg, step);
-            vars[i].ClearGrad();
-        }
+        if (_adam is null) throw new InvalidOperationException("MOMoE: BeginTraining first.");
+        _adam.Step([b.Wx, b.Wa, b.A, b.B], cfg, step);
     }
 
     public void EndTraining()
     {
-        foreach (var t in (_m ?? []).Concat(_v ?? [])) t.Dispose();
-        _m = _v = null;
+        _adam?.Dispose();
+        _adam = null;
     }
 
     public void Dispose()
