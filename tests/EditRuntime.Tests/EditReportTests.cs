@@ -65,6 +65,17 @@ public sealed class EditReportTests : GpuTest
     }
 
     [Test]
+    public void Build_commit_is_read_from_the_informational_version()
+    {
+        var sha = new string('a', 40);
+        Assert.That(BuildInfo.FromInformationalVersion("1.0.0+" + sha), Is.EqualTo(sha));
+        Assert.That(BuildInfo.FromInformationalVersion("1.0.0+" + sha + ".dirty"), Is.EqualTo(sha + "+dirty"));
+        Assert.That(BuildInfo.FromInformationalVersion("1.0.0"), Is.EqualTo("unknown"));
+        Assert.That(BuildInfo.FromInformationalVersion("1.0.0+"), Is.EqualTo("unknown"));
+        Assert.That(BuildInfo.FromInformationalVersion(null), Is.EqualTo("unknown"));
+    }
+
+    [Test]
     public void Curve_interval_must_not_be_negative()
     {
         using var torch = new EditRuntime.Torch.TorchBackend();
@@ -149,6 +160,8 @@ public sealed class EditReportTests : GpuTest
             Assert.That((double)json["timings"]!["device_seconds_per_edit"]!, Is.EqualTo(0.6));
             Assert.That((long)json["timings"]!["peak_device_bytes"]!, Is.EqualTo(3 << 20));
             Assert.That((string)json["commit"]!, Does.Match("^([0-9a-f]{40}(\\+dirty)?|unknown)$"));
+            Assert.That((string)json["build"]!, Does.Match("^[0-9a-f]{40}(\\+dirty)?$"), "the test binaries are built in a git checkout, so the build commit is known");
+            Assert.That((string)json["build"]!, Is.EqualTo(BuildInfo.Commit));
             Assert.That((double)json["hparams"]!["lr"]!, Is.EqualTo(0.02));
             var md = File.ReadAllText(files[1]);
             Assert.That(md, Does.Contain("| FT-L | vulkan | sequential | 20 | 0.500 | 0.250 | 1.000 | – | 800.0 | 600.0 | 1.0 / 3.0 |"));

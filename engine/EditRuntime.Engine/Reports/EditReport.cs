@@ -11,7 +11,7 @@ namespace EditRuntime.Reports;
 public sealed record RunProvenance(string ModelPath, string DataPath, string Family, string Backend, string Device, string ProtocolName);
 
 /// <summary>
-/// The files of one evaluation run: report.json (config, model, backend, device, commit, metrics,
+/// The files of one evaluation run: report.json (config, model, backend, device, commit of the working directory and of the build, metrics,
 /// curve, timings), report.md (tables) and report.svg (ES/GS/LS against the number of edits).
 /// Each is written atomically.
 /// </summary>
@@ -37,7 +37,7 @@ public static class EditReport
                 ["measure_seconds"] = r.MeasureSeconds,
                 ["total_seconds"] = r.TotalSeconds,
             },
-            ["commit"] = Commit(), ["date"] = DateTime.UtcNow.ToString("u", CultureInfo.InvariantCulture),
+            ["commit"] = Commit(), ["build"] = BuildInfo.Commit, ["date"] = DateTime.UtcNow.ToString("u", CultureInfo.InvariantCulture),
         };
         if (diagnostics is not null) json["diagnostics"] = diagnostics.DeepClone(); // what the editor reports about itself (IEditorDiagnostics)
         return json;
@@ -48,7 +48,7 @@ public static class EditReport
         var s = r.Scores;
         var sb = new StringBuilder();
         sb.Append($"# {d.Name}: {p.ProtocolName}, {r.Edits} edits\n\n");
-        sb.Append($"Model `{p.ModelPath}`, data `{p.DataPath}`, backend {p.Backend} ({p.Device}); trainable parameters {d.TrainableParameters:N0}; layers {string.Join(", ", d.LayersTouched)}.\n\n");
+        sb.Append($"Model `{p.ModelPath}`, data `{p.DataPath}`, backend {p.Backend} ({p.Device}); trainable parameters {d.TrainableParameters:N0}; layers {string.Join(", ", d.LayersTouched)}; built from commit {BuildInfo.Commit}.\n\n");
         sb.Append("| editor | backend | protocol | edits | ES | GS | LS | CF success | ms/edit (wall) | ms/edit (device) | peak device MiB (editing / run) |\n");
         sb.Append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         sb.Append($"| {d.Name} | {p.Backend} | {p.ProtocolName} | {r.Edits} | {M(s.Efficacy)} | {M(s.Generality)} | {M(s.Locality)} | {M(s.CounterFactSuccess)} | " +
