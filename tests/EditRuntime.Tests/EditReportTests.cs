@@ -123,10 +123,8 @@ public sealed class EditReportTests : GpuTest
     [TestCase("vulkan")]
     public void Scoring_in_chunks_gives_the_scores_of_one_batch(string backend)
     {
-        using var torch = backend == "torch" ? new EditRuntime.Torch.TorchBackend() : null;
-        IBackend be = torch is not null ? torch : new VulkanBackend(Device);
-        var (model, ctx, reqs) = Setup(be, 12);
-        using var _ = model;
+        using var s = EditorFixtures.Open(backend);
+        var (model, ctx, reqs) = (s.Model, s.Ctx, EditorFixtures.Requests(12));
         var items = reqs.SelectMany(r => r.RephrasePrompts.Append(r.Prompt).Select(p => ctx.Encode(p, r.TargetNew))).ToList();
         var whole = model.ScoreTargets(items);
         model.ScoreLogitBudget = 3L * 20 * model.Config.VocabSize; // about three sequences per chunk

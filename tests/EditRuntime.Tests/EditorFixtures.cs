@@ -1,3 +1,4 @@
+using EditRuntime.Backends;
 using EditRuntime.Data;
 using EditRuntime.Editing;
 using EditRuntime.Models;
@@ -15,4 +16,37 @@ internal static class EditorFixtures
 
     public static List<Editing.EditRequest> Requests(int n) =>
         SyntheticWorld.Generate(null, 1234).EvalRequests.Take(n).Select(FromWorld).ToList();
+
+    /// <summary>The built-in model on "torch" (a fresh libtorch backend, disposed with the session) or "vulkan" (the test device), with its editor context.</summary>
+    public static BuiltinSession Open(string backend) => new(backend);
+}
+
+/// <summary>The built-in model loaded on one backend, and the editor context over it.</summary>
+internal sealed class BuiltinSession : IDisposable
+{
+    private readonly EditRuntime.Torch.TorchBackend? _torch;
+    public ModelDirectory Md { get; }
+    public IBackend Backend { get; }
+    public Gpt2Model Model { get; }
+    public EditorContext Ctx { get; }
+
+    public BuiltinSession(string backend)
+    {
+        Md = EditorFixtures.Builtin();
+        _torch = backend switch
+        {
+            "torch" => new EditRuntime.Torch.TorchBackend(),
+            "vulkan" => null,
+            _ => throw new ArgumentException($"backend '{backend}': expected torch or vulkan"),
+        };
+        Backend = _torch is not null ? _torch : new VulkanBackend(GpuFixture.Device);
+        Model = new Gpt2Model(Backend, Md.Config, Md.Weights);
+        Ctx = new EditorContext(Model, Md);
+    }
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        _torch?.Dispose();
+    }
 }

@@ -10,9 +10,7 @@ namespace EditRuntime.Tests;
 /// <summary>The FT-L baseline on the built-in model, on both backends: edit, save, reset, load.</summary>
 public sealed class FtLEditorTests : GpuTest
 {
-    private static ModelDirectory LoadBuiltin() => EditorFixtures.Builtin();
 
-    internal static Editing.EditRequest FromWorld(Data.EditRequest r) => EditorFixtures.FromWorld(r);
 
     private static double Es(EditorContext ctx, IEnumerable<Editing.EditRequest> reqs) =>
         EditMetrics.Efficacy(ctx.Model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList()));
@@ -21,13 +19,9 @@ public sealed class FtLEditorTests : GpuTest
     [TestCase("vulkan")]
     public void Edit_save_reset_load(string backend)
     {
-        var md = LoadBuiltin();
-        using var torch = backend == "torch" ? new EditRuntime.Torch.TorchBackend() : null;
-        IBackend be = torch is not null ? torch : new VulkanBackend(Device);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
-        var world = SyntheticWorld.Generate(null, 1234);
-        var reqs = world.EvalRequests.Take(2).Select(FromWorld).ToList();
+        using var s = EditorFixtures.Open(backend);
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
+        var reqs = EditorFixtures.Requests(2);
         using var editor = EditorRegistry.Create("ft-l", ctx, "editrt-tiny");
         Assert.That(editor.Describe().LayersTouched, Is.EqualTo(new[] { "h.2.mlp.c_proj" }));
         double before = Es(ctx, reqs);
@@ -53,9 +47,8 @@ public sealed class FtLEditorTests : GpuTest
     [Test]
     public void Registry_names_editors_and_rejects_unknown_hyper_parameters()
     {
-        var md = LoadBuiltin();
-        using var model = new Gpt2Model(new VulkanBackend(Device), md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("vulkan");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         Assert.That(EditorRegistry.Names, Does.Contain("FT-L"));
         Assert.That(Assert.Throws<KeyNotFoundException>(() => EditorRegistry.Create("nope", ctx, "editrt-tiny"))!.Message, Does.Contain("FT-L"));
         Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["lr2"] = "1" }))!.Message,
@@ -67,11 +60,9 @@ public sealed class FtLEditorTests : GpuTest
     [Test]
     public void Protocols_measure_the_edits()
     {
-        var md = LoadBuiltin();
-        using var torch = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(torch, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
-        var reqs = SyntheticWorld.Generate(null, 1234).EvalRequests.Take(4).Select(FromWorld).ToList();
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
+        var reqs = EditorFixtures.Requests(4);
         using var editor = EditorRegistry.Create("FT-L", ctx, "editrt-tiny");
         var before = EditProtocols.Measure(ctx, reqs, EditProtocols.LocalityScores(ctx, reqs));
         Assert.That(before.Efficacy, Is.LessThan(0.5));
@@ -91,11 +82,9 @@ public sealed class FtLEditorTests : GpuTest
     [Test]
     public void GS_on_understood_rephrases_counts_only_the_prompts_the_unedited_model_answers()
     {
-        var md = LoadBuiltin();
-        using var torch = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(torch, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
-        var reqs = SyntheticWorld.Generate(null, 1234).EvalRequests.Take(24).Select(FromWorld).ToList();
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
+        var reqs = EditorFixtures.Requests(24);
         var understood = EditProtocols.UnderstoodRephrases(ctx, reqs);
         int total = reqs.Sum(r => r.RephrasePrompts.Count);
         Assert.That(understood, Has.Length.EqualTo(total));

@@ -15,12 +15,9 @@ public sealed class GraceEditorTests : GpuTest
     [TestCase("vulkan")]
     public void Edit_remove_save_load(string backend)
     {
-        var md = ModelDirectory.Load(Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny"));
-        using var torch = backend == "torch" ? new EditRuntime.Torch.TorchBackend() : null;
-        IBackend be = torch is not null ? torch : new VulkanBackend(Device);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
-        var reqs = SyntheticWorld.Generate(null, 1234).EvalRequests.Take(3).Select(FtLEditorTests.FromWorld).ToList();
+        using var s = EditorFixtures.Open(backend);
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
+        var reqs = EditorFixtures.Requests(3);
         var baseline = EditProtocols.LocalityScores(ctx, reqs);
         var before = EditProtocols.Measure(ctx, reqs, baseline);
         using var editor = (GraceEditor)EditorRegistry.Create("GRACE", ctx, "editrt-tiny");

@@ -12,7 +12,6 @@ namespace EditRuntime.Tests;
 /// <summary>MELO on the built-in model: edits hold and route, one edit can be removed, save → load, capacity, the index rules, and Vulkan agreeing with Torch.</summary>
 public sealed class MeloEditorTests : GpuTest
 {
-    private static ModelDirectory LoadBuiltin() => EditorFixtures.Builtin();
 
     private static List<Editing.EditRequest> Requests(int n) => EditorFixtures.Requests(n);
 
@@ -23,10 +22,8 @@ public sealed class MeloEditorTests : GpuTest
     [Test]
     public void Edit_remove_save_load_on_torch()
     {
-        var md = LoadBuiltin();
-        using var torch = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(torch, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         var reqs = Requests(3);
         var baseline = EditProtocols.LocalityScores(ctx, reqs);
         var before = EditProtocols.Measure(ctx, reqs, baseline);
@@ -73,10 +70,8 @@ public sealed class MeloEditorTests : GpuTest
     [Test]
     public void Blocks_run_out_with_a_clear_error_and_sites_are_checked()
     {
-        var md = LoadBuiltin();
-        using var torch = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(torch, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         var reqs = Requests(3);
         using (var editor = EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("num_blocks=2", "num_iter=2")))
         {
@@ -96,7 +91,7 @@ public sealed class MeloEditorTests : GpuTest
         foreach (var (family, layers) in new[] { ("gpt2", 12), ("gpt2-xl", 48) })
         {
             var cfg = new Gpt2Config { VocabSize = md.Config.VocabSize, NPositions = 64, NEmbd = 16, NLayer = layers, NHead = 2, BosTokenId = md.Config.BosTokenId, EosTokenId = md.Config.EosTokenId };
-            using var small = new Gpt2Model(torch, cfg, Gpt2Model.RandomWeights(cfg, 7));
+            using var small = new Gpt2Model(s.Backend, cfg, Gpt2Model.RandomWeights(cfg, 7));
             var sctx = new EditorContext(small, md);
             using var e = (MeloEditor)EditorRegistry.Create("MELO", sctx, family, overrides: Set("num_iter=2", "num_blocks=4"));
             Assert.That(EditorRegistry.Defaults("MELO", family)["rank_per_block"]!.GetValue<double>(), Is.EqualTo(2), family);
@@ -154,7 +149,7 @@ public sealed class MeloEditorTests : GpuTest
     [Test]
     public void Vulkan_routes_and_predicts_like_torch_and_edits_on_its_own()
     {
-        var md = LoadBuiltin();
+        var md = EditorFixtures.Builtin();
         var reqs = Requests(2);
         var path = Path.Combine(Path.GetTempPath(), $"melo-{Guid.NewGuid():N}.safetensors");
         using var torch = new EditRuntime.Torch.TorchBackend();

@@ -12,7 +12,6 @@ namespace EditRuntime.Tests;
 /// anchors are matched as whole words and causally, cached generation agrees, save → reset → load, utilisation.</summary>
 public sealed class MoMoEEditorTests : GpuTest
 {
-    private static ModelDirectory Builtin() => EditorFixtures.Builtin();
 
     private static List<Editing.EditRequest> Requests(int n) => EditorFixtures.Requests(n);
 
@@ -20,11 +19,8 @@ public sealed class MoMoEEditorTests : GpuTest
     [TestCase("vulkan")]
     public void Edit_save_reset_load(string backend)
     {
-        var md = Builtin();
-        using var torch = backend == "torch" ? new EditRuntime.Torch.TorchBackend() : null;
-        IBackend be = torch is not null ? torch : new VulkanBackend(Device);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open(backend);
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         var reqs = Requests(backend == "torch" ? 4 : 2);
         var baseline = EditProtocols.LocalityScores(ctx, reqs);
         var before = EditProtocols.Measure(ctx, reqs, baseline);
@@ -65,10 +61,8 @@ public sealed class MoMoEEditorTests : GpuTest
     [Test]
     public void Sequential_batches_keep_earlier_edits_and_a_re_edited_subject_moves_with_its_requests()
     {
-        var md = Builtin();
-        using var be = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         var reqs = Requests(6);
         using var editor = (MoMoEEditor)EditorRegistry.Create("momoe", ctx, "editrt-tiny", null,
             new Dictionary<string, string> { ["steps"] = "80", ["lr"] = "0.1" });
@@ -85,7 +79,7 @@ public sealed class MoMoEEditorTests : GpuTest
     [Test]
     public void Anchors_match_whole_words_longest_first_and_causally()
     {
-        var tok = Builtin().Tokenizer;
+        var tok = EditorFixtures.Builtin().Tokenizer;
         var index = new AnchorIndex(tok);
         int a = index.Add("Tustem", [1f], 0);
         int b = index.Add("Tustem Iband", [2f], 1);
@@ -106,10 +100,8 @@ public sealed class MoMoEEditorTests : GpuTest
     [Test]
     public void Cached_generation_routes_like_the_full_forward()
     {
-        var md = Builtin();
-        using var be = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         var reqs = Requests(2);
         using var editor = EditorRegistry.Create("momoe", ctx, "editrt-tiny", null, new Dictionary<string, string> { ["steps"] = "60", ["lr"] = "0.1" });
         editor.Edit(reqs);
@@ -125,10 +117,8 @@ public sealed class MoMoEEditorTests : GpuTest
     [Test]
     public void Bad_hyper_parameters_are_named()
     {
-        var md = Builtin();
-        using var be = new EditRuntime.Torch.TorchBackend();
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var ctx = new EditorContext(model, md);
+        using var s = EditorFixtures.Open("torch");
+        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         Assert.That(() => EditorRegistry.Create("momoe", ctx, "editrt-tiny", null, new Dictionary<string, string> { ["layer"] = "h.2.attn.c_proj" }),
             Throws.ArgumentException.With.Message.Contains("FFN linear site"));
         Assert.That(() => EditorRegistry.Create("momoe", ctx, "editrt-tiny", null, new Dictionary<string, string> { ["top_k"] = "5" }),
