@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using EditRuntime.Editing;
 using EditRuntime.IO;
 using EditRuntime.Models;
+using EditRuntime.Reports;
 
 namespace EditRuntime.Lua;
 
@@ -228,11 +229,14 @@ internal sealed partial class RtApi
             if (!withLocality) r.Remove("ls");
             return c.Return(r);
         });
-        Fn("rt.eval.run", 2, 3, "rt.eval.run(editor, requests[, {protocol=\"sequential\", edits=, batch=10, curve_every=0, progress=function(msg) end}])", c =>
+        Fn("rt.eval.run", 2, 3, "rt.eval.run(editor, requests[, {protocol=\"sequential\", edits=, batch=10, curve_every=0, progress=function(msg) end, out=dir, data=\"label\"}])", c =>
         {
             var e = c.Object<EditorObject>(1, "Editor");
             var reqs = ReadRequests(c, 2);
-            var o = c.Options(3, "protocol", "edits", "batch", "curve_every", "progress");
+            var o = c.Options(3, "protocol", "edits", "batch", "curve_every", "progress", "out", "data");
+            // out: the report files of `editrt eval --out` (report.json/md/svg, read by `editrt compare`); data: what the requests are, for the report
+            var outDir = Str(o, "out", c) is { } od ? Paths.CheckWrite(od, c.Name) : null;
+            var dataLabel = Str(o, "data", c) ?? "requests from a Lua script";
             var protocol = Str(o, "protocol", c) ?? "sequential";
             if (!ProtocolNames.Contains(protocol)) throw c.ArgError(3, $"protocol \"{protocol}\": choose {string.Join(", ", ProtocolNames)}");
             int edits = Int(o, "edits", c, reqs.Count, 1);
@@ -265,6 +269,13 @@ internal sealed partial class RtApi
                 t["backend"] = e.Model.Model.Backend.Name;
                 t["model"] = e.Model.Path;
                 t["hparams"] = JsonToLua(e.Editor.Describe().HyperParameters); // the config beside the results
+                if (outDir is not null)
+                {
+                    var be = e.Model.Model.Backend;
+                    var files = EditReport.Write(outDir, e.Editor.Describe(), new RunProvenance(e.Model.Path, dataLabel, e.Model.Family, be.Name, be.DeviceDescription, protocol),
+                        r, (e.Editor as IEditorDiagnostics)?.Diagnostics());
+                    t["report"] = files[0];
+                }
                 return c.Return(t);
             }
             finally { progress?.Dispose(); }
@@ -281,6 +292,7 @@ internal sealed partial class RtApi
             {
                 ["title"] = title,
                 ["date"] = DateTime.UtcNow.ToString("u"),
+                ["commit"] = EditReport.Commit(), ["build"] = BuildInfo.Commit,
                 ["runs"] = new JsonArray(runs.Select(r => (JsonNode)ToJson(r)!).ToArray()),
             };
             AtomicFile.WriteAllText(Path.Combine(dir, "report.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");

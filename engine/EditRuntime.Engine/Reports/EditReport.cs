@@ -24,7 +24,7 @@ public static class EditReport
         {
             ["editor"] = d.Name, ["paper"] = d.Paper, ["hparams"] = d.HyperParameters.DeepClone(), ["family"] = p.Family,
             ["trainable_parameters"] = d.TrainableParameters, ["layers"] = new JsonArray(d.LayersTouched.Select(l => (JsonNode)l).ToArray()),
-            ["model"] = Path.GetFullPath(p.ModelPath), ["data"] = Path.GetFullPath(p.DataPath), ["backend"] = p.Backend, ["device"] = p.Device,
+            ["model"] = Path.GetFullPath(p.ModelPath), ["data"] = File.Exists(p.DataPath) ? Path.GetFullPath(p.DataPath) : p.DataPath, ["backend"] = p.Backend, ["device"] = p.Device,
             ["protocol"] = p.ProtocolName, ["edits"] = r.Edits, ["batch_size"] = r.BatchSize,
             ["metrics"] = Metrics(s),
             ["curve"] = new JsonArray(r.Curve.Select(c => (JsonNode)new JsonObject { ["edits"] = c.Edits, ["metrics"] = Metrics(c.Scores) }).ToArray()),

@@ -126,7 +126,9 @@ public sealed class LuaApiTests
         local protocols = rt.eval.protocols()
         assert(#protocols == 4 and protocols[4] == "sequential-batch")
         local seen = 0
-        local run = rt.eval.run(ed, reqs, {protocol = "sequential", curve_every = 1, progress = function(msg) seen = seen + 1 end})
+        local run = rt.eval.run(ed, reqs, {protocol = "sequential", curve_every = 1, progress = function(msg) seen = seen + 1 end,
+                                           out = dir .. "/run", data = "two synthetic requests"})
+        assert(run.report == dir .. "/run/report.json", "eval.run out")
         assert(run.editor == "FT-L" and run.edits == 2 and run.es > 0 and run.ls and run.seconds_per_edit > 0 and seen >= 2, "eval.run")
         assert(#run.curve == 2 and run.curve[1].edits == 1 and run.curve[2].edits == 2 and run.curve[2].es == run.es, "eval.run curve")
         assert(run.understood_rephrases > 0 and run.gs_understood >= 0 and run.gs_understood <= 1 and run.measure_seconds > 0, "eval.run understood")
@@ -181,6 +183,16 @@ public sealed class LuaApiTests
         Assert.That(h.Execute(script, "@api_test.lua").Text, Is.EqualTo("done"));
         Assert.That(File.ReadAllText(Path.Combine(_dir, "report", "report.md")), Does.Contain("| FT-L | torch | sequential | 2 |"));
         Assert.That(File.ReadAllText(Path.Combine(_dir, "report", "report.json")), Does.Contain("\"title\": \"api test\""));
+        // rt.eval.run{out=} writes the report files of `editrt eval --out`, which `editrt compare` reads
+        var run = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "run", "report.json")))!;
+        Assert.That((string)run["editor"]!, Is.EqualTo("FT-L"));
+        Assert.That((string)run["data"]!, Is.EqualTo("two synthetic requests"));
+        Assert.That((string)run["protocol"]!, Is.EqualTo("sequential"));
+        Assert.That((int)run["edits"]!, Is.EqualTo(2));
+        Assert.That((double)run["metrics"]!["ES"]!, Is.InRange(0.0, 1.0));
+        Assert.That(run["curve"]!.AsArray(), Has.Count.EqualTo(2));
+        Assert.That((string)run["build"]!, Does.Match("^[0-9a-f]{40}"));
+        Assert.That(File.Exists(Path.Combine(_dir, "run", "report.svg")));
     }
 
     [Test]
