@@ -268,11 +268,12 @@ internal sealed partial class RtApi
                 t["total_seconds"] = r.TotalSeconds;
                 t["backend"] = e.Model.Model.Backend.Name;
                 t["model"] = e.Model.Path;
-                t["hparams"] = JsonToLua(e.Editor.Describe().HyperParameters); // the config beside the results
+                var described = e.Editor.Describe(); // after the run: editors whose state grows count it now
+                t["hparams"] = JsonToLua(described.HyperParameters); // the config beside the results
                 if (outDir is not null)
                 {
                     var be = e.Model.Model.Backend;
-                    var files = EditReport.Write(outDir, e.Editor.Describe(), new RunProvenance(e.Model.Path, dataLabel, e.Model.Family, be.Name, be.DeviceDescription, protocol),
+                    var files = EditReport.Write(outDir, described, new RunProvenance(e.Model.Path, dataLabel, e.Model.Family, be.Name, be.DeviceDescription, protocol),
                         r, (e.Editor as IEditorDiagnostics)?.Diagnostics());
                     t["report"] = files[0];
                 }
