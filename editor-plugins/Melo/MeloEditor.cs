@@ -18,7 +18,6 @@ namespace EditRuntime.Editing.Plugins;
 [EditorPlugin("MELO", "Melo")]
 public sealed class MeloEditor : IEditor, ILinearAdapter
 {
-    private static readonly string[] SiteKinds = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
 
     private readonly EditorContext _ctx;
     private readonly JsonObject _hp;
@@ -82,7 +81,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
             if (Order(site) <= Order(_keySite))
                 throw new ArgumentException($"MELO: the key layer {_keySite} must run before every LoRA layer, but {site} does not come after it.");
 
-        _fromLayer = _loraSites.Append(_keySite).Min(Order) / SiteKinds.Length;
+        _fromLayer = _loraSites.Append(_keySite).Min(Gpt2Model.SiteLayer);
         var be = model.Backend;
         try
         {
@@ -140,14 +139,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         _ => throw new ArgumentException("MELO: lora_layers must be a list of site names (or a comma-separated string)."),
     };
 
-    /// <summary>Position of a site in the forward (layer, then c_attn, attn.c_proj, c_fc, mlp.c_proj); −1 if not a site.</summary>
-    private static int Order(string site)
-    {
-        var parts = site.Split('.', 3);
-        if (parts.Length != 3 || parts[0] != "h" || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) return -1;
-        int kind = Array.IndexOf(SiteKinds, parts[2]);
-        return kind < 0 ? -1 : layer * SiteKinds.Length + kind;
-    }
+    private static int Order(string site) => Gpt2Model.SiteOrder(site);
 
     // ---------------------------------------------------------------- the adapters
 

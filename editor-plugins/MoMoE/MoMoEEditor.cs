@@ -65,9 +65,9 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         _hp = hparams;
         _site = Str("layer");
         var model = context.Model;
-        if (!model.Parameters.TryGetValue(_site + ".weight", out var w0) || !_site.Contains(".mlp."))
+        if (!model.Parameters.TryGetValue(_site + ".weight", out var w0) || !_site.Contains(".mlp.") || Gpt2Model.SiteLayer(_site) < 0)
             throw new ArgumentException($"MOMoE: layer \"{_site}\" is not an FFN linear site of this model (e.g. h.2.mlp.c_proj).");
-        _layer = int.Parse(_site.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture);   // h.N.mlp.*
+        _layer = Gpt2Model.SiteLayer(_site);
         _experts = Int("experts"); _topK = Int("top_k"); _rank = Int("rank"); _steps = Int("steps"); _seed = Int("seed");
         _lambda = Num("lambda"); _noise = Num("gate_noise"); _balance = Num("balance_weight"); _lr = Num("lr"); _stopLoss = Num("stop_loss");
         _useAnchors = Bool("anchors");

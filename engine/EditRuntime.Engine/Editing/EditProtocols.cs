@@ -83,23 +83,25 @@ public static class EditProtocols
         var model = ctx.Model;
         var es = model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList());
         var gsFlat = model.ScoreTargets(reqs.SelectMany(r => r.RephrasePrompts.Select(p => ctx.Encode(p, r.TargetNew))).ToList());
+        if (understood is not null && understood.Count != gsFlat.Length)
+            throw new ArgumentException($"understood rephrases: {understood.Count} flags for {gsFlat.Length} rephrase prompts.");
+        // Per request: its rephrase scores, and (with understood) those of its understood rephrases.
         var gs = new List<IReadOnlyList<TargetScore>>();
+        var kept = new List<IReadOnlyList<TargetScore>>();
         int k = 0;
-        foreach (var r in reqs) { gs.Add(gsFlat.Skip(k).Take(r.RephrasePrompts.Count).ToList()); k += r.RephrasePrompts.Count; }
+        foreach (var r in reqs)
+        {
+            var mine = Enumerable.Range(k, r.RephrasePrompts.Count);
+            gs.Add(mine.Select(i => gsFlat[i]).ToList());
+            if (understood is not null) kept.Add(mine.Where(i => understood[i]).Select(i => gsFlat[i]).ToList());
+            k += r.RephrasePrompts.Count;
+        }
         var loc = LocalityScores(ctx, reqs);
         var withTrue = reqs.Select((r, i) => (r, i)).Where(x => x.r.TargetTrue is not null).ToList();
         var tTrue = model.ScoreTargets(withTrue.Select(x => ctx.Encode(x.r.Prompt, x.r.TargetTrue!)).ToList());
         double cf = EditMetrics.CounterFactSuccess(withTrue.Select(x => es[x.i]).ToList(), tTrue);
         var scores = new EditScores(EditMetrics.Efficacy(es), EditMetrics.Generality(gs), loc.Count == 0 ? double.NaN : EditMetrics.Locality(loc, localityBaseline), cf, reqs.Count);
         if (understood is null) return scores;
-        if (understood.Count != gsFlat.Length) throw new ArgumentException($"understood rephrases: {understood.Count} flags for {gsFlat.Length} rephrase prompts.");
-        var kept = new List<IReadOnlyList<TargetScore>>();
-        k = 0;
-        foreach (var r in reqs)
-        {
-            kept.Add(Enumerable.Range(k, r.RephrasePrompts.Count).Where(i => understood[i]).Select(i => gsFlat[i]).ToList());
-            k += r.RephrasePrompts.Count;
-        }
         return scores with { GeneralityUnderstood = EditMetrics.Generality(kept), UnderstoodRephrases = understood.Count(u => u) };
     }
 

@@ -81,6 +81,21 @@ public sealed class Gpt2Model : IDisposable
     public Dictionary<string, ILinearAdapter> Adapters { get; } = new();
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
+    /// <summary>The linear sites of a block, in the order the forward runs them ("h.{i}." + kind).</summary>
+    public static readonly string[] BlockSites = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
+
+    /// <summary>Position of a linear site "h.N.kind" in the forward (layer, then <see cref="BlockSites"/> order); −1 if the name is not one.</summary>
+    public static int SiteOrder(string site)
+    {
+        var parts = site.Split('.', 3);
+        if (parts.Length != 3 || parts[0] != "h" || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int layer)) return -1;
+        int kind = Array.IndexOf(BlockSites, parts[2]);
+        return kind < 0 ? -1 : layer * BlockSites.Length + kind;
+    }
+
+    /// <summary>The layer of a linear site "h.N.kind"; −1 if the name is not one.</summary>
+    public static int SiteLayer(string site) => SiteOrder(site) is var o and >= 0 ? o / BlockSites.Length : -1;
+
     /// <summary>GPT-2's initialisation: N(0, 0.02) weights, residual projections N(0, 0.02/√(2·layers)), zero biases, unit LayerNorm gains.</summary>
     public static Dictionary<string, HostTensor> RandomWeights(Gpt2Config config, int seed)
     {
