@@ -13,12 +13,13 @@ internal static unsafe partial class Native
     internal const string Lib = "editrt_torch";
 
     /// <summary>Must equal kAbiVersion in editrt_torch.cpp.</summary>
-    internal const int AbiVersion = 6;
+    internal const int AbiVersion = 7;
 
     [LibraryImport(Lib)] internal static partial IntPtr et_last_error();
     [LibraryImport(Lib)] internal static partial int et_abi_version(out int version);
     [LibraryImport(Lib)] internal static partial int et_torch_version(out IntPtr version);
-    [LibraryImport(Lib)] internal static partial int et_set_num_threads(int n, out int blas);
+    [LibraryImport(Lib)] internal static partial int et_set_num_threads(int n, int blasThreads, out int blas);
+    [LibraryImport(Lib)] internal static partial int et_blas_info(out IntPtr core, out int threads);
     [LibraryImport(Lib)] internal static partial int et_get_num_threads(out int n);
 
     [LibraryImport(Lib)] internal static partial int et_free(IntPtr t);
@@ -141,27 +142,62 @@ internal static class NativeLoader
     internal static string LoaderReason(string message) =>
         message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? message;
 
-    /// <summary>The OpenBLAS kernel family EditRuntime chose (null: left to OpenBLAS or to the user's OPENBLAS_CORETYPE).</summary>
-    internal static string? OpenBlasCore { get; private set; }
+    /// <summary>How the OpenBLAS kernel family was decided, e.g. "OPENBLAS_CORETYPE from the environment",
+    /// "OpenBLAS's own detection", or "set to SkylakeX: OpenBLAS's detection fell back to Prescott" (null before loading).</summary>
+    internal static string? OpenBlasCoreSource { get; private set; }
+
+    /// <summary>The probe next to this assembly that prints OpenBLAS's own choice (native/editrt_blas_probe.c).</summary>
+    internal const string BlasProbeFile = "editrt-blas-probe";
 
     [DllImport("libc", EntryPoint = "setenv")]
     private static extern int SetEnv(string name, string value, int overwrite);
 
     /// <summary>
-    /// OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons (e.g. Sapphire Rapids) and falls back
-    /// to its SSE3 "Prescott" kernels: measured ~60 GFLOP/s for a 2048² fp32 matmul on 2 cores instead of
-    /// ~200 with its AVX-512 kernels. Unless the user set OPENBLAS_CORETYPE, pick the family from the
-    /// CPU's features, in the native environment (OpenBLAS reads it when it loads, with the shim).
+    /// OpenBLAS 0.3.21 (Debian 12) does not recognise some recent CPUs (seen: a Sapphire Rapids Xeon) and
+    /// falls back to its SSE3 "Prescott" kernels, ~60 GFLOP/s for a 2048² fp32 matmul on 2 cores instead of
+    /// ~200–350. It reads OPENBLAS_CORETYPE once, when it loads (with the shim), so its own choice is asked
+    /// first of a probe process: only on that fallback is the family set from the CPU's features. A variable
+    /// the environment set is never changed, and a CPU OpenBLAS recognises keeps OpenBLAS's choice: side-by-side
+    /// runs on one machine did not agree on which forced family is faster, so no flag-based rule beats it.
     /// </summary>
-    private static void ChooseOpenBlasCore()
+    private static void ChooseOpenBlasCore(string dir)
     {
-        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 }) return;
+        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } set)
+        {
+            OpenBlasCoreSource = $"OPENBLAS_CORETYPE={set} from the environment";
+            return;
+        }
+        string? detected = ProbeOpenBlasCore(Path.Combine(dir, BlasProbeFile));
+        if (detected is null || !detected.Equals("Prescott", StringComparison.OrdinalIgnoreCase))
+        {
+            OpenBlasCoreSource = detected is null ? "OpenBLAS's own detection (probe unavailable)" : "OpenBLAS's own detection";
+            return;
+        }
         string? core =
             System.Runtime.Intrinsics.X86.Avx512F.IsSupported && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported
             && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported ? "SkylakeX"
             : System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported ? "Haswell"
             : null;
-        if (core is not null && SetEnv("OPENBLAS_CORETYPE", core, 0) == 0) OpenBlasCore = core;
+        OpenBlasCoreSource = core is not null && SetEnv("OPENBLAS_CORETYPE", core, 0) == 0
+            ? $"set to {core}: OpenBLAS's own detection fell back to {detected}"
+            : $"OpenBLAS's own detection ({detected}; no faster family this CPU supports)";
+    }
+
+    /// <summary>OpenBLAS's own kernel family on this CPU, from the probe (null when it is missing or fails).</summary>
+    internal static string? ProbeOpenBlasCore(string probe)
+    {
+        if (!File.Exists(probe)) return null;
+        try
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo(probe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            psi.Environment.Remove("OPENBLAS_CORETYPE");
+            psi.Environment["OPENBLAS_NUM_THREADS"] = "1";  // no thread pool for a probe
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            string output = p.StandardOutput.ReadToEnd();
+            if (!p.WaitForExit(10_000)) { p.Kill(); return null; }
+            return p.ExitCode == 0 && output.Trim() is { Length: > 0 } name ? name : null;
+        }
+        catch (System.ComponentModel.Win32Exception) { return null; }
     }
 
     private static IntPtr Load()
@@ -170,7 +206,7 @@ internal static class NativeLoader
             throw new TorchUnavailableException($"The Torch backend's native library is built for Linux x86-64 only (this is {RuntimeInformation.RuntimeIdentifier}).");
         string path = ExpectedPath;
         if (!File.Exists(path)) throw new TorchUnavailableException(MissingShimMessage(path));
-        ChooseOpenBlasCore();
+        ChooseOpenBlasCore(Path.GetDirectoryName(path)!);
         IntPtr lib;
         try { lib = NativeLibrary.Load(path); }
         catch (DllNotFoundException e) { throw new TorchUnavailableException(LoadFailedMessage(path, LoaderReason(e.Message)), e); }

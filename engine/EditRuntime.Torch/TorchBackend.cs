@@ -22,6 +22,8 @@ public sealed unsafe partial class TorchBackend : IBackend
 {
     /// <summary>Environment variable with the thread count (wins over OMP_NUM_THREADS).</summary>
     public const string ThreadsVariable = "EDITRT_TORCH_THREADS";
+    /// <summary>Environment variable with OpenBLAS's own thread count (default: <see cref="ResolveBlasThreads"/>).</summary>
+    public const string BlasThreadsVariable = "EDITRT_BLAS_THREADS";
     private const int MaxRank = 32;
 
     /// <summary>Loads the shim (first use) and sets the thread count from the environment
@@ -39,13 +41,16 @@ public sealed unsafe partial class TorchBackend : IBackend
             >= 1 => (threads.Value, "constructor argument"),
             _ => throw new ArgumentOutOfRangeException(nameof(threads), threads, "TorchBackend: threads must be at least 1."),
         };
-        Check(Native.et_set_num_threads(n, out int blas), "set_num_threads");
+        (int blasN, string blasSource) = ResolveBlasThreads(Environment.GetEnvironmentVariable(BlasThreadsVariable), n);
+        Check(Native.et_set_num_threads(n, blasN, out int blas), "set_num_threads");
         Check(Native.et_get_num_threads(out int applied), "get_num_threads");
         if (applied != n) throw new InvalidOperationException($"TorchBackend: asked libtorch for {n} threads, it reports {applied}.");
         Check(Native.et_torch_version(out IntPtr version), "torch_version");
         Threads = n;
         ThreadSource = source;
         BlasThreadsSet = blas != 0;
+        BlasThreads = blasN;
+        BlasThreadSource = blasSource;
         TorchVersion = Marshal.PtrToStringUTF8(version) ?? throw new InvalidOperationException("TorchBackend: the shim returned no version.");
     }
 
@@ -69,14 +74,51 @@ public sealed unsafe partial class TorchBackend : IBackend
     }
 
     public string Name => "torch";
-    /// <summary>E.g. "CPU (libtorch 1.13.0, 2 threads)"; the version is TORCH_VERSION of the headers the shim was built with.</summary>
-    public string DeviceDescription => $"CPU (libtorch {TorchVersion}, {Threads} thread{(Threads == 1 ? "" : "s")}{(NativeLoader.OpenBlasCore is { } core ? $", OpenBLAS {core} kernels" : "")})";
+    /// <summary>
+    /// OpenBLAS's thread count: <c>EDITRT_BLAS_THREADS</c> if set (a positive integer), else the default, <paramref name="torchThreads"/>.
+    /// </summary>
+    public static (int Threads, string Source) ResolveBlasThreads(string? editrtBlasThreads, int torchThreads)
+    {
+        if (!string.IsNullOrWhiteSpace(editrtBlasThreads))
+            return (int.TryParse(editrtBlasThreads.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= 1
+                ? v
+                : throw new ArgumentException($"TorchBackend: {BlasThreadsVariable}='{editrtBlasThreads}' is not a positive integer thread count."), BlasThreadsVariable);
+        return (torchThreads, "default");
+    }
+
+    /// <summary>How the OpenBLAS kernel family was decided (the environment, OpenBLAS's own detection, or our override of its Prescott fallback).</summary>
+    public static string? BlasCoreSource => NativeLoader.OpenBlasCoreSource;
+
+    /// <summary>E.g. "CPU (libtorch 1.13.0, 2 threads; OpenBLAS Haswell kernels, 1 thread)"; the version is TORCH_VERSION
+    /// of the headers the shim was built with; the OpenBLAS part is what OpenBLAS reports it runs (absent when torch's BLAS is another).</summary>
+    public string DeviceDescription
+    {
+        get
+        {
+            var (core, blasThreads) = BlasInfo();
+            string blas = core is null ? "" : $"; OpenBLAS {core} kernels, {blasThreads} thread{(blasThreads == 1 ? "" : "s")}";
+            return $"CPU (libtorch {TorchVersion}, {Threads} thread{(Threads == 1 ? "" : "s")}{blas})";
+        }
+    }
     /// <summary>Intra-op threads set when this backend was created.</summary>
     public int Threads { get; }
     /// <summary>Where <see cref="Threads"/> came from: "EDITRT_TORCH_THREADS", "OMP_NUM_THREADS", "processor count" or "constructor argument".</summary>
     public string ThreadSource { get; }
     /// <summary>Whether OpenBLAS's own pool was also set to <see cref="Threads"/> (false when torch's BLAS is not OpenBLAS).</summary>
     public bool BlasThreadsSet { get; }
+    /// <summary>OpenBLAS's thread count set when this backend was created (applied only when <see cref="BlasThreadsSet"/>).</summary>
+    public int BlasThreads { get; }
+    /// <summary>Where <see cref="BlasThreads"/> came from: "EDITRT_BLAS_THREADS" or "default".</summary>
+    public string BlasThreadSource { get; }
+
+    /// <summary>The kernel family OpenBLAS runs (e.g. "Haswell") and its thread count now; (null, 0) when torch's BLAS is not OpenBLAS.</summary>
+    public static (string? Core, int Threads) BlasInfo()
+    {
+        NativeLoader.EnsureLoaded();
+        Check(Native.et_blas_info(out IntPtr core, out int threads), "blas_info");
+        return (core == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(core), threads);
+    }
+
     /// <summary>TORCH_VERSION of the libtorch headers the shim was compiled against.</summary>
     public string TorchVersion { get; }
     /// <summary>When set, <see cref="Empty"/> fills F32 tensors with NaN and I32 tensors with NaN's bit pattern.</summary>

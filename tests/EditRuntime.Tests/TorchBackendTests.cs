@@ -198,7 +198,7 @@ public sealed class TorchBackendTests
         Assert.That(_torch.ToIntArray(ri), Is.EqualTo(ids));
 
         Assert.That(_torch.Name, Is.EqualTo("torch"));
-        Assert.That(_torch.DeviceDescription, Does.Match(@"^CPU \(libtorch 1\.13\.\d+, \d+ threads?(, OpenBLAS \w+ kernels)?\)$"));
+        Assert.That(_torch.DeviceDescription, Does.Match(@"^CPU \(libtorch 1\.13\.\d+, \d+ threads?(; OpenBLAS \w+ kernels, \d+ threads?)?\)$"));
         TestContext.Out.WriteLine(_torch.DeviceDescription);
     }
 
@@ -676,14 +676,14 @@ public sealed class TorchBackendTests
             using var one = new TorchBackend();
             Assert.That(one.Threads, Is.EqualTo(1));
             Assert.That(one.ThreadSource, Is.EqualTo("EDITRT_TORCH_THREADS"));
-            Assert.That(one.DeviceDescription, Does.Match(@", 1 thread(, OpenBLAS \w+ kernels)?\)$"));
+            Assert.That(one.DeviceDescription, Does.Match(@", 1 thread(; OpenBLAS \w+ kernels, \d+ threads?)?\)$"));
             using var a = one.FromArray(RandomData(64 * 64), 64, 64);
             using var c = one.Matmul(a, a);
             Assert.That(one.ToFloatArray(c).All(float.IsFinite));
             using var three = new TorchBackend(3);
             Assert.That(three.Threads, Is.EqualTo(3));
             Assert.That(three.ThreadSource, Is.EqualTo("constructor argument"));
-            Assert.That(three.DeviceDescription, Does.Match(@", 3 threads(, OpenBLAS \w+ kernels)?\)$"));
+            Assert.That(three.DeviceDescription, Does.Match(@", 3 threads(; OpenBLAS \w+ kernels, \d+ threads?)?\)$"));
             Assert.That(() => new TorchBackend(0), Throws.InstanceOf<ArgumentOutOfRangeException>());
         }
         finally
@@ -691,6 +691,47 @@ public sealed class TorchBackendTests
             Environment.SetEnvironmentVariable(TorchBackend.ThreadsVariable, saved);
             using var restore = new TorchBackend(original);
         }
+    }
+
+    [Test]
+    public void OpenBLAS_threads_come_from_EDITRT_BLAS_THREADS_else_the_default_and_reach_OpenBLAS()
+    {
+        Assert.That(TorchBackend.ResolveBlasThreads("3", 2), Is.EqualTo((3, "EDITRT_BLAS_THREADS")));
+        Assert.That(TorchBackend.ResolveBlasThreads(null, 2).Source, Is.EqualTo("default"));
+        Assert.That(TorchBackend.ResolveBlasThreads(" ", 2).Source, Is.EqualTo("default"));
+        Assert.That(() => TorchBackend.ResolveBlasThreads("x", 2), Throws.ArgumentException.With.Message.Contains("EDITRT_BLAS_THREADS='x'"));
+        Assert.That(() => TorchBackend.ResolveBlasThreads("0", 2), Throws.ArgumentException);
+
+        // Live: OpenBLAS reports the count it was given (when torch's BLAS is OpenBLAS, as on Debian with libopenblas0-pthread).
+        int original = _torch.Threads;
+        string? saved = Environment.GetEnvironmentVariable(TorchBackend.BlasThreadsVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(TorchBackend.BlasThreadsVariable, "1");
+            using var one = new TorchBackend(2);
+            var (core, threads) = TorchBackend.BlasInfo();
+            Assert.That(one.BlasThreadsSet, Is.True, "torch's BLAS here is OpenBLAS (libopenblas0-pthread)");
+            Assert.That(core, Is.Not.Null.And.Not.Empty);
+            Assert.That(threads, Is.EqualTo(1));
+            Assert.That(one.BlasThreadSource, Is.EqualTo("EDITRT_BLAS_THREADS"));
+            Assert.That(TorchBackend.BlasCoreSource, Is.Not.Null);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(TorchBackend.BlasThreadsVariable, saved);
+            using var restore = new TorchBackend(original);
+        }
+    }
+
+    [Test]
+    public void The_probe_reports_OpenBLAS_s_own_kernel_family_and_a_missing_probe_gives_none()
+    {
+        string probe = Path.Combine(Path.GetDirectoryName(typeof(TorchBackend).Assembly.Location)!, NativeLoader.BlasProbeFile);
+        Assert.That(File.Exists(probe), Is.True, $"{probe} is built beside the shim");
+        string? core = NativeLoader.ProbeOpenBlasCore(probe);
+        TestContext.Out.WriteLine($"OpenBLAS's own detection on this CPU: {core}; in this process: {TorchBackend.BlasInfo().Core} ({TorchBackend.BlasCoreSource})");
+        Assert.That(core, Does.Match(@"^\w+$"));
+        Assert.That(NativeLoader.ProbeOpenBlasCore(probe + ".missing"), Is.Null);
     }
 
     // ---------------------------------------------------------------- timing (run explicitly)

@@ -38,7 +38,7 @@
 #define ET_API extern "C" __attribute__((visibility("default")))
 
 // Bumped whenever an exported signature changes; the C# side refuses a shim of another version.
-static constexpr int kAbiVersion = 6;
+static constexpr int kAbiVersion = 7;
 
 using et_tensor = at::Tensor*;
 
@@ -234,28 +234,49 @@ ET_API int et_torch_version(const char** version) {
     return guarded("torch_version", [&] { *out_ptr(version, "version") = TORCH_VERSION; });
 }
 
-// Intra-op threads (at::set_num_threads, which also sets OpenMP's count). OpenBLAS keeps its own
-// pool, so its count is set too when libopenblas is what torch loaded (*blas = 1), else *blas = 0.
-ET_API int et_set_num_threads(int n, int* blas) {
+// The OpenBLAS library torch loaded (libopenblas.so.0, or libblas.so.3 when that is OpenBLAS), or null.
+static void* openblas_handle() {
+    for (const char* lib : {"libopenblas.so.0", "libblas.so.3"}) {
+        void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+        if (h == nullptr) continue;
+        if (dlsym(h, "openblas_set_num_threads") != nullptr) return h;  // kept open: it is loaded anyway
+        dlclose(h);
+    }
+    return nullptr;
+}
+
+// Intra-op threads n (at::set_num_threads, which also sets OpenMP's count) and OpenBLAS's own pool
+// blas_n, set apart: OpenBLAS threads working beside OpenMP's spinning ones oversubscribe the cores
+// (see TorchBackend.ResolveBlasThreads). *blas = 1 when torch's BLAS is OpenBLAS and its count was set.
+ET_API int et_set_num_threads(int n, int blas_n, int* blas) {
     return guarded("set_num_threads", [&] {
         if (n < 1) throw BadArgument("thread count must be at least 1, got " + std::to_string(n));
+        if (blas_n < 1) throw BadArgument("OpenBLAS thread count must be at least 1, got " + std::to_string(blas_n));
         at::set_num_threads(n);
         g_threads.store(n, std::memory_order_relaxed);
         t_threads = n;
         int applied = 0;
-        for (const char* lib : {"libopenblas.so.0", "libblas.so.3"}) {
-            void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
-            if (h == nullptr) continue;
+        if (void* h = openblas_handle()) {
             using SetThreads = void (*)(int);
-            auto fn = reinterpret_cast<SetThreads>(dlsym(h, "openblas_set_num_threads"));
-            if (fn != nullptr) {
-                fn(n);
-                applied = 1;
-            }
-            dlclose(h);
-            if (applied) break;
+            reinterpret_cast<SetThreads>(dlsym(h, "openblas_set_num_threads"))(blas_n);
+            applied = 1;
         }
         if (blas != nullptr) *blas = applied;
+    });
+}
+
+// The kernel family OpenBLAS runs (openblas_get_corename, e.g. "Haswell") and its thread count;
+// *core = nullptr and *threads = 0 when torch's BLAS is not OpenBLAS.
+ET_API int et_blas_info(const char** core, int* threads) {
+    return guarded<false>("blas_info", [&] {
+        *out_ptr(core, "core") = nullptr;
+        *out_ptr(threads, "threads") = 0;
+        void* h = openblas_handle();
+        if (h == nullptr) return;
+        using CoreName = char* (*)();
+        using GetThreads = int (*)();
+        if (auto f = reinterpret_cast<CoreName>(dlsym(h, "openblas_get_corename"))) *core = f();
+        if (auto f = reinterpret_cast<GetThreads>(dlsym(h, "openblas_get_num_threads"))) *threads = f();
     });
 }
 
