@@ -14,10 +14,9 @@ internal static class EvalCommand
     {
         var protocol = EditProtocols.Parse(protocolName);
         var md = ModelDirectory.Load(modelDir);
-        family ??= md.PrependBos ? "editrt-tiny" : "gpt2";
+        family ??= md.Family;
         var requests = EditDataset.Load(data);
-        var ov = overrides.Select(o => o.Split('=', 2)).ToDictionary(
-            p => p.Length == 2 ? p[0] : throw new ArgumentException($"--set {string.Join("=", p)}: expected key=value."), p => p[1]);
+        var ov = HyperParameterOverrides.Parse(overrides);
         using var be = BackendFactory.Create(backendName, options);
         var stream = (be as VulkanBackend)?.Device.Stream;
         if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");

@@ -1,3 +1,4 @@
+using EditRuntime.Backends;
 using EditRuntime.Lua;
 using EditRuntime.Vulkan;
 
@@ -13,8 +14,8 @@ internal static class LuaCommands
         if (l.MemoryLimitMib < 1) throw new ArgumentException("--memory-limit: at least 1 (MiB).");
         if (l.TensorMemoryLimitMib < 1) throw new ArgumentException("--tensor-memory-limit: at least 1 (MiB).");
         if (l.MaxInstructions < 0) throw new ArgumentException("--max-instructions: 0 (no limit) or a positive count.");
-        if (!BackendFactory.Names.Contains(l.Backend.ToLowerInvariant()))
-            throw new ArgumentException($"--backend: unknown backend \"{l.Backend}\"; choose one of {string.Join(", ", BackendFactory.Names)}.");
+        try { BackendFactory.Check(l.Backend); }
+        catch (ArgumentException e) { throw new ArgumentException($"--backend: {e.Message}."); }
         foreach (var d in l.AllowRead.Concat(l.AllowWrite))
             if (!Directory.Exists(d)) throw new ArgumentException($"--allow-read/--allow-write: no directory {d}.");
         return new LuaHostOptions
@@ -26,7 +27,6 @@ internal static class LuaCommands
             WriteRoots = l.AllowWrite,
             DefaultBackend = l.Backend.ToLowerInvariant(),
             Device = device,
-            BackendFactory = name => BackendFactory.Create(name, device),
         };
     }
 
@@ -91,7 +91,7 @@ internal static class LuaCommands
         if (calls < 1000) throw new ArgumentException("--calls: at least 1000.");
         using var host = new LuaHost(new LuaHostOptions
         {
-            MaxInstructions = 0, DefaultBackend = backend, Device = device, BackendFactory = name => BackendFactory.Create(name, device),
+            MaxInstructions = 0, DefaultBackend = backend, Device = device,
         });
         host.Register("bench.noop", 0, -1, c => 0);
         host.Register("bench.add", 2, 2, c => c.Return(c.Number(1) + c.Number(2)));

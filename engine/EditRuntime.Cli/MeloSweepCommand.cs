@@ -1,3 +1,4 @@
+using EditRuntime.Backends;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -26,12 +27,11 @@ internal static class MeloSweepCommand
             .Select(t => float.TryParse(t, CultureInfo.InvariantCulture, out var r) && r > 0 ? r : throw new ArgumentException($"--radii: \"{t}\" is not a positive number.")).ToArray();
         if (radii.Length == 0) throw new ArgumentException("--radii: give at least one radius.");
         var md = ModelDirectory.Load(modelDir);
-        family ??= md.PrependBos ? "editrt-tiny" : "gpt2";
+        family ??= md.Family;
         var requests = EditDataset.Load(data);
         if (edits <= 0 || edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but the data has {requests.Count}.");
         var reqs = requests.Take(edits).ToList();
-        var ov = overrides.Select(o => o.Split('=', 2)).ToDictionary(
-            p => p.Length == 2 ? p[0] : throw new ArgumentException($"--set {string.Join("=", p)}: expected key=value."), p => p[1]);
+        var ov = HyperParameterOverrides.Parse(overrides);
         using var be = BackendFactory.Create(backendName, options);
         using var model = new Gpt2Model(be, md.Config, md.Weights);
         var ctx = new EditorContext(model, md);

@@ -63,7 +63,7 @@ internal static class ModelCommands
         using var be = BackendFactory.Create(backendName, options);
         using var model = new Gpt2Model(be, md.Config, md.Weights);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var acc = TrainCommand.MeasureAll(model, md, world);
+        var acc = WorldModelTraining.MeasureAll(model, md, world);
         Console.WriteLine($"model {dir} on {be.Name}, world seed {seed}{(md.PrependBos ? ", prompts after <|endoftext|>" : "")}; teacher-forced token accuracy (exact match):");
         Console.WriteLine($"  objects of trained facts (training templates)   {acc.Trained.TokenAccuracy:P2} ({acc.Trained.ExactMatch:P2}) over {acc.Trained.Count} prompts");
         Console.WriteLine($"  held-out paraphrase templates                   {acc.HeldOut.TokenAccuracy:P2} ({acc.HeldOut.ExactMatch:P2}) over {acc.HeldOut.Count} prompts");

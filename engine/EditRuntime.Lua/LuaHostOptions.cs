@@ -30,7 +30,7 @@ public sealed record LuaHostOptions
     /// <summary>Vulkan device choice and validation for the Vulkan backend.</summary>
     public DeviceOptions? Device { get; init; }
 
-    /// <summary>Builds a backend by name (null: the host's own: Vulkan through <see cref="Device"/>, Torch through libtorch).</summary>
+    /// <summary>Builds a backend by name (null: <see cref="EditRuntime.Backends.BackendFactory"/> with <see cref="Device"/>; tests replace it).</summary>
     public Func<string, IBackend>? BackendFactory { get; init; }
 
     /// <summary>Directories the script may read (models, data, editor states) besides the defaults: the working

@@ -13,7 +13,7 @@ internal sealed class ModelObject(string path, ModelDirectory directory, Gpt2Mod
     public Gpt2Model Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : Context.Model;
     public ModelDirectory Directory => Context.Directory;
     public bool Closed { get; private set; }
-    public string Family => Directory.PrependBos ? "editrt-tiny" : "gpt2";
+    public string Family => Directory.Family;
 
     public override string TypeName => "Model";
     public override string Describe() => Closed ? $"Model({Path}, closed)"

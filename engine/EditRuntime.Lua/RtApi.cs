@@ -2,7 +2,6 @@ using System.Globalization;
 using EditRuntime.Backends;
 using EditRuntime.Data;
 using EditRuntime.Editing;
-using EditRuntime.Torch;
 using EditRuntime.Vulkan;
 using EditRequest = EditRuntime.Editing.EditRequest;
 
@@ -27,7 +26,7 @@ internal sealed partial class RtApi : IDisposable
             throw new ArgumentException($"LuaHostOptions.DefaultBackend: unknown backend \"{host.Options.DefaultBackend}\"; choose one of {string.Join(", ", BackendNames)}.");
     }
 
-    public static readonly string[] BackendNames = ["vulkan", "torch"];
+    public static IReadOnlyList<string> BackendNames => BackendFactory.Names;
 
     /// <summary>Directory of the running script (a default read root).</summary>
     public string? ScriptDirectory
@@ -121,7 +120,7 @@ internal sealed partial class RtApi : IDisposable
         name = (name ?? _current).ToLowerInvariant();
         if (_backends.TryGetValue(name, out var be)) return be;
         if (!BackendNames.Contains(name)) throw new ArgumentException($"unknown backend \"{name}\"; choose one of {string.Join(", ", BackendNames)}");
-        be = Options.BackendFactory?.Invoke(name) ?? (name == "vulkan" ? VulkanBackend.Open(Options.Device) : new TorchBackend());
+        be = Options.BackendFactory?.Invoke(name) ?? BackendFactory.Create(name, Options.Device);
         _backends[name] = be;
         return be;
     }

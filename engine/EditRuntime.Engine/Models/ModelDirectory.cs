@@ -39,13 +39,25 @@ public sealed record ModelDirectory(string Path, Gpt2Config Config, Dictionary<s
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            return doc.RootElement.TryGetProperty("prepend_bos", out var v) && v.ValueKind == JsonValueKind.True;
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: expected a JSON object, got {doc.RootElement.ValueKind}.");
+            if (!doc.RootElement.TryGetProperty("prepend_bos", out var v)) return false;
+            // A string "true" or a number is refused, not read as false: prompts would lose their start token silently.
+            return v.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw new InvalidDataException($"{path}: \"prepend_bos\" must be true or false, got {v.GetRawText()}."),
+            };
         }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}"); }
     }
 
     public static void WriteSettings(string dir, bool prependBos) =>
         AtomicFile.WriteAllText(System.IO.Path.Combine(dir, SettingsFile), $"{{\n  \"prepend_bos\": {(prependBos ? "true" : "false")}\n}}\n");
+
+    /// <summary>The hyper-parameter family of editors' defaults for this model (editor-plugins/NAME/hparams/FAMILY.json):
+    /// "editrt-tiny" for models trained by EditRuntime (prompts start with BOS), else "gpt2". The one place it is inferred.</summary>
+    public string Family => PrependBos ? "editrt-tiny" : "gpt2";
 
     /// <summary>The BOS id to put before prompts, or null.</summary>
     public int? Bos => PrependBos ? Tokenizer.EndOfTextId : null;
