@@ -137,14 +137,18 @@ public sealed class Gpt2ModelTests : GpuTest
         Assert.That(Math.Abs(c.Loss - a.Loss), Is.LessThanOrEqualTo(1e-5 * Math.Abs(a.Loss)));
         Assert.That(OpValidation.Compare(c.Grad, a.Grad), Is.LessThanOrEqualTo(1e-4));
         Assert.That(c.Grad.Any(g => g != 0), Is.True, "the layer-2 weight gets a gradient");
-        // The forward does start from the given stream: another stream (fresh noise, not a rescaled copy: the layer
-        // norms would nearly undo a scale) gives another loss, far outside the tolerance of the equality above.
+        // The forward does start from the given stream: another stream (fresh noise) gives another gradient of the
+        // layer-2 weight. Not the loss: on a random model it sits near ln V whatever the stream (over seeds 0–999 of
+        // this setup the loss moved as little as 1.4e-4 relative, under any useful bound; seed 444000954 failed a
+        // 1e-3 bound), while the gradient moved at least 1.02 relative (‖g' − g‖/‖g‖) — 10x the bound below.
         using (var other = be.FromArray(HostReference.RandomNormal(Rng, batch.B * batch.T * Small.NEmbd), batch.B, batch.T, Small.NEmbd))
         using (var tape = new Tape(be))
         {
-            var otherLoss = be.ToFloatArray(model.Loss(tape, model.Bind(tape, _ => false), batch, targets, other, 2).Value)[0];
-            TestContext.Out.WriteLine($"{backend}: loss from another stream {otherLoss}");
-            Assert.That(Math.Abs(otherLoss - a.Loss), Is.GreaterThan(1e-3 * Math.Abs(a.Loss)));
+            var p = model.Bind(tape, n => n == site);
+            tape.Backward(model.Loss(tape, p, batch, targets, other, 2));
+            double moved = OpValidation.Compare(be.ToFloatArray(p[site].Grad!), a.Grad);
+            TestContext.Out.WriteLine($"{backend}: gradient from another stream moved {moved:0.000} relative");
+            Assert.That(moved, Is.GreaterThan(0.1));
         }
         // A residual stream of the wrong shape, or a layer without one, is refused.
         using var wrong = model.ResidualAt(new TokenBatch([[1, 2, 3]]), 2);

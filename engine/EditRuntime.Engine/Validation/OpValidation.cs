@@ -11,6 +11,13 @@ public abstract record Input(int[] Shape)
     public sealed record Floats(int[] Shape, float Scale = 1f, float Offset = 0f, bool Frozen = false) : Input(Shape);
     /// <summary>Uniform integers in [Lo, Hi); each one is replaced by Ignore with probability IgnoreRate.</summary>
     public sealed record Ints(int[] Shape, int Lo, int Hi, double IgnoreRate = 0, int Ignore = -100) : Input(Shape);
+    /// <summary>
+    /// Uniform integers in [Lo, Hi] times Step, plus Offset, as floats; gets a gradient unless Frozen. For ops with a discontinuity
+    /// (a nearest-centre search, a radius test, a top-k after a matmul): sums of products of such values are exact in
+    /// float32 on every backend, so both select the same entries (exact ties follow the op's rule, lowest index first)
+    /// instead of flipping on a near-tie that rounding decides differently.
+    /// </summary>
+    public sealed record Grid(int[] Shape, int Lo, int Hi, float Step = 1f, float Offset = 0f, bool Frozen = false) : Input(Shape);
     /// <summary>A (B, T) key mask of ones whose first PadLeft[b] entries of row b are 0 (left padding).</summary>
     public sealed record PaddingMask(int[] Shape, int[] PadLeft) : Input(Shape);
 }
@@ -72,7 +79,10 @@ public static partial class OpValidation
         // MELO: per-sample LoRA blocks (samples on blocks 2, none, 2, 0 and an out-of-range id; block 2 trained) and the index lookup.
         new("lora_blocks", [F(5, 7, 37), new Input.Floats([4, 37, 3], Frozen: true), new Input.Floats([4, 3, 29], Frozen: true), F(37, 3), F(3, 29)],
             (t, x) => LoraBlocks(t, x), Reduction),
-        new("cluster_lookup", [F(23, 37), F(41, 37), new Input.Floats([41], 0.7f, 7f), F(97, 37), new Input.Ints([97, 2], 0, 41)],
+        // Queries, centres and points on the integer grid {-1, 0, 1}: squared distances are exact integers (≈ 49), so
+        // both backends pick the same centre and point; radii are half-integers in [4.5, 7.5], at least 0.017 from any
+        // distance √n, so the radius test cannot flip on rounding either.
+        new("cluster_lookup", [new Input.Grid([23, 37], -1, 1), new Input.Grid([41, 37], -1, 1), new Input.Grid([41], 4, 7, Offset: 0.5f), new Input.Grid([97, 37], -1, 1), new Input.Ints([97, 2], 0, 41)],
             (t, x) => ClusterLookup(t, x), Reduction, HasBackward: false),
         new("adam_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, new AdamConfig(1e-2f, WeightDecay: 0.1f)), Elementwise, HasBackward: false),
         new("adamw_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, AdamConfig.AdamW(1e-2f, 0.1f)), Elementwise, HasBackward: false),
@@ -127,6 +137,7 @@ public static partial class OpValidation
     public static object[] MakeInputs(ValidationCase c, Random rng) => c.Inputs.Select<Input, object>(i => i switch
     {
         Input.Floats f => HostReference.RandomNormal(rng, Count(f.Shape), f.Scale).Select(v => v + f.Offset).ToArray(),
+        Input.Grid g => Enumerable.Range(0, (int)Count(g.Shape)).Select(_ => rng.Next(g.Lo, g.Hi + 1) * g.Step + g.Offset).ToArray(),
         Input.Ints n => Enumerable.Range(0, (int)Count(n.Shape)).Select(_ => rng.NextDouble() < n.IgnoreRate ? n.Ignore : rng.Next(n.Lo, n.Hi)).ToArray(),
         Input.PaddingMask m => Enumerable.Range(0, (int)Count(m.Shape)).Select(k => k % m.Shape[1] < m.PadLeft[k / m.Shape[1]] ? 0f : 1f).ToArray(),
         _ => throw new InvalidOperationException(),
@@ -149,7 +160,7 @@ public static partial class OpValidation
                 var spec = c.Inputs[i];
                 Tensor t = host[i] is int[] ints ? backend.FromArray(ints, spec.Shape) : backend.FromArray((float[])host[i], spec.Shape);
                 leaves.Add(t);
-                vars[i] = spec is Input.Floats f && !f.Frozen ? tape.Param(t) : tape.Constant(t);
+                vars[i] = spec is Input.Floats { Frozen: false } or Input.Grid { Frozen: false } ? tape.Param(t) : tape.Constant(t);
             }
             var y = c.Forward(tape, vars);
             if (y.IsLeaf) leaves.Add(y.Value); // forward-only cases return a tensor they made

@@ -5,11 +5,13 @@
 
 namespace {
 
-// Softmax over E, the k largest (torch.topk, sorted), the probabilities at those experts.
+// Softmax over E, the k largest in descending order, the probabilities at those experts. A stable
+// descending sort, not torch.topk: topk does not promise which of tied logits comes first, the op's
+// contract (and the Vulkan kernel) gives ties to the lowest index.
 std::pair<at::Tensor, at::Tensor> moe_gate_fwd(const at::Tensor& logits, int64_t k) {
     TORCH_CHECK(logits.dim() == 2, "logits must be (N, E), got ", logits.sizes());
     TORCH_CHECK(k >= 1 && k <= logits.size(1), "k = ", k, " must be in [1, E = ", logits.size(1), "]");
-    at::Tensor idx = std::get<1>(at::topk(logits.detach(), k, -1, /*largest=*/true, /*sorted=*/true));
+    at::Tensor idx = std::get<1>(at::sort(logits.detach(), /*stable=*/true, /*dim=*/-1, /*descending=*/true)).narrow(1, 0, k).contiguous();
     at::Tensor w = at::softmax(logits, -1).gather(1, idx);
     return {w, idx};
 }
