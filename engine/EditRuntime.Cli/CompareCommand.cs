@@ -19,24 +19,23 @@ internal static class CompareCommand
         var ms = metrics.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (var m in ms)
             if (!Known.Contains(m)) throw new ArgumentException($"--metrics: \"{m}\" is not one of {string.Join(", ", Known)}.");
+        using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
         var runs = reports.Select(Load).ToList();
         var table = Table(runs);
         Console.Write(table);
         if (outDir is null) return 0;
-        Directory.CreateDirectory(outDir);
-        var written = new List<string> { Path.Combine(outDir, "compare.md") };
-        AtomicFile.WriteAllText(written[0], table);
+        // Every file is made in memory first: a report that fails to plot leaves no half-written set behind.
+        var files = new List<(string Path, string Text)> { (Path.Combine(outDir, "compare.md"), table) };
         // A log axis when the edit counts span two decades (e.g. a batch of 20 beside 1,680 sequential edits).
-        var xs = runs.SelectMany(r => Curve(r.Json, ms[0])).Select(p => p.X).DefaultIfEmpty(1).ToList();
+        var xs = runs.SelectMany(r => Curve(r, ms[0])).Select(p => p.X).DefaultIfEmpty(1).ToList();
         bool logX = xs.Max() >= 100 * xs.Min();
         foreach (var m in ms)
         {
-            var series = runs.Select((r, i) => new PlotSeries(r.Label, Colors[i % Colors.Length], Curve(r.Json, m), Dashed: i >= Colors.Length)).ToList();
-            var file = Path.Combine(outDir, $"compare-{m}.svg");
-            AtomicFile.WriteAllText(file, SvgPlot.Lines($"{m} against the number of edits", "number of edits" + (logX ? " (log)" : ""), m, series, 0, 1, logX));
-            written.Add(file);
+            var series = runs.Select((r, i) => new PlotSeries(r.Label, Colors[i % Colors.Length], Curve(r, m), Dashed: i >= Colors.Length)).ToList();
+            files.Add((Path.Combine(outDir, $"compare-{m}.svg"), SvgPlot.Lines($"{m} against the number of edits", "number of edits" + (logX ? " (log)" : ""), m, series, 0, 1, logX)));
         }
-        Console.WriteLine($"written: {string.Join(", ", written)}");
+        foreach (var (path, text) in files) AtomicFile.WriteAllText(path, text);
+        Console.WriteLine($"written: {string.Join(", ", files.Select(f => f.Path))}");
         return 0;
     }
 
@@ -57,13 +56,21 @@ internal static class CompareCommand
         return new Report(file, json, $"{json["editor"]} {protocol} {json["backend"]}");
     }
 
-    private static IReadOnlyList<(double X, double Y)> Curve(JsonObject r, string metric)
+    private static IReadOnlyList<(double X, double Y)> Curve(Report report, string metric)
     {
+        var r = report.Json;
         var pts = new List<(double, double)>();
-        if (r["curve"] is JsonArray c)
-            foreach (var p in c)
-                if (p?["metrics"]?[metric] is JsonValue v && v.TryGetValue<double>(out var y)) pts.Add(((int)p["edits"]!, y));
-        if (pts.Count == 0 && r["metrics"]?[metric] is JsonValue f && f.TryGetValue<double>(out var last)) pts.Add(((int)r["edits"]!, last));
+        try
+        {
+            if (r["curve"] is JsonArray c)
+                foreach (var p in c)
+                    if (p?["metrics"]?[metric] is JsonValue v && v.TryGetValue<double>(out var y)) pts.Add(((int)p["edits"]!, y));
+            if (pts.Count == 0 && r["metrics"]?[metric] is JsonValue f && f.TryGetValue<double>(out var last)) pts.Add(((int)r["edits"]!, last));
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+        {
+            throw new InvalidDataException($"compare: {report.Path}: its curve of {metric} is malformed ({e.Message}).");
+        }
         return pts;
     }
 

@@ -1,3 +1,4 @@
+using EditRuntime.IO;
 using EditRuntime.Backends;
 using EditRuntime.Editing;
 using EditRuntime.Models;
@@ -12,11 +13,17 @@ internal static class EvalCommand
     public static int Run(DeviceOptions options, string editorName, string modelDir, string data, string protocolName, int edits, int batch,
         string backendName, string? outDir, int? curveEvery, string? family, string? hparams, IReadOnlyList<string> overrides, bool profile = false)
     {
+        // Everything the flags alone can refuse is refused before the data, the model and the run.
         var protocol = EditProtocols.Parse(protocolName);
+        if (edits <= 0) throw new ArgumentException($"--edits: {edits}; give a positive number of requests.");
+        if (batch <= 0) throw new ArgumentException($"--batch: {batch}; give a positive batch size.");
+        if (curveEvery < 0) throw new ArgumentException($"--curve-every: {curveEvery}; give 0 (off) or a positive count.");
+        var ov = HyperParameterOverrides.Parse(overrides);
+        using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
+        var requests = EditDataset.Load(data);
+        if (edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but {data} has {requests.Count} requests.");
         var md = ModelDirectory.Load(modelDir);
         family ??= md.Family;
-        var requests = EditDataset.Load(data);
-        var ov = HyperParameterOverrides.Parse(overrides);
         using var be = BackendFactory.Create(backendName, options);
         var stream = (be as VulkanBackend)?.Device.Stream;
         if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");

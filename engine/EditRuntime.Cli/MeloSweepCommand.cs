@@ -26,6 +26,7 @@ internal static class MeloSweepCommand
         var radii = radiiText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(t => float.TryParse(t, CultureInfo.InvariantCulture, out var r) && r > 0 ? r : throw new ArgumentException($"--radii: \"{t}\" is not a positive number.")).ToArray();
         if (radii.Length == 0) throw new ArgumentException("--radii: give at least one radius.");
+        using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
         var md = ModelDirectory.Load(modelDir);
         family ??= md.Family;
         var requests = EditDataset.Load(data);

@@ -24,6 +24,13 @@ internal static class ModelCommands
         var tok = md.Tokenizer;
         var ids = md.EncodePrompt(prompt);
         if (ids.Length == (md.Bos is null ? 0 : 1)) throw new ArgumentException("--prompt: the prompt has no tokens.");
+        if (maxTokens < 0) throw new ArgumentException($"--max-tokens: {maxTokens} is negative; give 0 or more.");
+        if (ids.Length > md.Config.NPositions)
+            throw new ArgumentException($"--prompt: {ids.Length} tokens exceed the model's {md.Config.NPositions} positions.");
+        // Refused before any work, not cut short silently: past the last position the model has nothing to attend with.
+        int most = Gpt2Model.MaxNewTokens(md.Config, ids.Length);
+        if (maxTokens > most)
+            throw new ArgumentException($"--max-tokens: {maxTokens} tokens after a prompt of {ids.Length} exceed the model's {md.Config.NPositions} positions; at most {most} can follow this prompt.");
         using var be = BackendFactory.Create(backendName, options);
         using var model = new Gpt2Model(be, md.Config, md.Weights);
         var sw = System.Diagnostics.Stopwatch.StartNew();

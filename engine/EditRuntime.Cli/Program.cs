@@ -13,15 +13,26 @@ var validationOption = new Option<bool>("--validation")
     Recursive = true,
 };
 
+var allowNonFiniteOption = new Option<bool>("--allow-nonfinite-weights")
+{
+    Description = $"Load a model even if a weight is NaN or infinite (refused by default, naming the tensor and element; also: {EditRuntime.Models.Gpt2Checkpoint.AllowNonFiniteVariable}=1). Non-finite logits still fail the command.",
+    Recursive = true,
+};
+
 var root = new RootCommand("editrt — EditRuntime, a Vulkan runtime for editing what language models know.");
 root.Options.Add(deviceOption);
 root.Options.Add(validationOption);
+root.Options.Add(allowNonFiniteOption);
 
-DeviceOptions Options(ParseResult r) => new()
+DeviceOptions Options(ParseResult r)
 {
-    Selector = r.GetValue(deviceOption),
-    Validation = r.GetValue(validationOption) ? true : null,
-};
+    if (r.GetValue(allowNonFiniteOption)) Environment.SetEnvironmentVariable(EditRuntime.Models.Gpt2Checkpoint.AllowNonFiniteVariable, "1");
+    return new()
+    {
+        Selector = r.GetValue(deviceOption),
+        Validation = r.GetValue(validationOption) ? true : null,
+    };
+}
 
 // ---- devices
 var devices = new Command("devices", "List the Vulkan devices with their limits and features; '*' marks the one that would be used.");

@@ -109,6 +109,28 @@ public static class EditProtocols
     public static IReadOnlyList<TargetScore> LocalityScores(EditorContext ctx, IReadOnlyList<EditRequest> reqs) =>
         ctx.Model.ScoreTargets(reqs.SelectMany(r => r.Locality.Select(l => ctx.Encode(l.Prompt, l.Answer))).ToList());
 
+    /// <summary>
+    /// Every prompt a run scores (edit, rephrases, locality) with its target fits the model's positions: refused before
+    /// any edit, naming the record, instead of failing when that prompt is first scored, hours in.
+    /// </summary>
+    public static void CheckFits(EditorContext ctx, IEnumerable<EditRequest> requests)
+    {
+        int positions = ctx.Model.Config.NPositions;
+        foreach (var r in requests)
+        {
+            void Check(string what, string prompt, string target)
+            {
+                var (p, t) = ctx.Encode(prompt, target);
+                if (p.Length + t.Length - 1 > positions)
+                    throw new ArgumentException($"{r.Source} record {r.Index}: the {what} with its target is {p.Length + t.Length - 1} tokens, over the model's {positions} positions.");
+            }
+            Check("prompt", r.Prompt, r.TargetNew);
+            if (r.TargetTrue is not null) Check("prompt (with target_true)", r.Prompt, r.TargetTrue);
+            for (int i = 0; i < r.RephrasePrompts.Count; i++) Check($"rephrase prompt {i}", r.RephrasePrompts[i], r.TargetNew);
+            for (int i = 0; i < r.Locality.Count; i++) Check($"locality prompt {i}", r.Locality[i].Prompt, r.Locality[i].Answer);
+        }
+    }
+
     public static EditRunResult Run(EditorContext ctx, IEditor editor, IReadOnlyList<EditRequest> requests, EditProtocol protocol,
         int edits, int batchSize, Action<string>? progress = null) =>
         Run(ctx, editor, requests, protocol, edits, batchSize, new EditRunOptions { Progress = progress is null ? null : p => progress(p.ToString()) });
@@ -120,6 +142,7 @@ public static class EditProtocols
         if (batchSize <= 0) throw new ArgumentException("--batch must be positive.");
         if (options.CurveEvery < 0) throw new ArgumentException("--curve-every must be 0 (off) or positive.");
         var reqs = requests.Take(edits).ToList();
+        CheckFits(ctx, reqs);
         var backend = ctx.Model.Backend;
         var counters = backend as IDeviceCounters;
         var baseline = LocalityScores(ctx, reqs);

@@ -114,10 +114,16 @@ public static class Gpt2Checkpoint
                     $"{ConfigFileName} says tie_word_embeddings false but no {LmHeadName} is stored; only heads tied to wte are supported");
 
             var tensors = new Dictionary<string, HostTensor>(expected.Count, StringComparer.Ordinal);
+            bool checkFinite = !AllowNonFiniteWeights;
             foreach (var (name, _) in expected)
             {
                 var (f, info) = where[name];
-                tensors[name] = f.Read(info.Name);
+                var t = tensors[name] = f.Read(info.Name);
+                // One NaN weight makes every logit NaN: generate would print "!!!!" and eval report LS 1.000 with exit 0.
+                if (checkFinite && FirstNonFinite(t.Data) is int bad)
+                    throw new Gpt2CheckpointException(f.Path, info.Name,
+                        $"element {bad} (index {Show(Unflatten(bad, info.Shape))}) is {t.Data[bad]}; weights must be finite " +
+                        $"(to load such a model anyway, set {AllowNonFiniteVariable}=1 or pass --allow-nonfinite-weights)");
             }
 
             if (lmHead is { } head)
@@ -135,6 +141,36 @@ public static class Gpt2Checkpoint
         {
             foreach (var f in files) f.Dispose();
         }
+    }
+
+    /// <summary>Environment variable that lets non-finite weights load (for inspecting a broken checkpoint); the CLI's
+    /// --allow-nonfinite-weights sets it.</summary>
+    public const string AllowNonFiniteVariable = "EDITRT_ALLOW_NONFINITE_WEIGHTS";
+
+    /// <summary>Whether <see cref="Load"/> accepts NaN/∞ weights (<see cref="AllowNonFiniteVariable"/> = 1); refused by default.</summary>
+    public static bool AllowNonFiniteWeights => Environment.GetEnvironmentVariable(AllowNonFiniteVariable) == "1";
+
+    /// <summary>Index of the first NaN or ±∞, or null.</summary>
+    public static int? FirstNonFinite(ReadOnlySpan<float> data)
+    {
+        // Vectorised: x − x is 0 for finite x and NaN for NaN/∞, so a sum-free scan over blocks finds the block first.
+        int i = 0;
+        var v = System.Numerics.Vector<float>.Count;
+        for (; i + v <= data.Length; i += v)
+        {
+            var x = new System.Numerics.Vector<float>(data.Slice(i, v));
+            var z = x - x;
+            if (!System.Numerics.Vector.EqualsAll(z, System.Numerics.Vector<float>.Zero)) break;
+        }
+        for (; i < data.Length; i++) if (!float.IsFinite(data[i])) return i;
+        return null;
+    }
+
+    private static long[] Unflatten(long flat, IReadOnlyList<long> shape)
+    {
+        var idx = new long[shape.Count];
+        for (int d = shape.Count - 1; d >= 0; d--) { idx[d] = shape[d] == 0 ? 0 : flat % shape[d]; flat = shape[d] == 0 ? 0 : flat / shape[d]; }
+        return idx;
     }
 
     /// <summary>

@@ -144,8 +144,9 @@ public sealed record Gpt2Config
         if (NInner is int ni) Positive("n_inner", ni);
         if (NEmbd % NHead != 0)
             throw new Gpt2ConfigException(source, "n_head", $"n_embd {NEmbd} is not divisible by n_head {NHead}");
-        if (!(LayerNormEpsilon > 0) || double.IsInfinity(LayerNormEpsilon))
-            throw new Gpt2ConfigException(source, "layer_norm_epsilon", $"must be a positive finite number, got {LayerNormEpsilon}");
+        // The kernels compute in float32: 1e300 is finite as a double but ∞ there, 1e-50 is 0.
+        if (!(LayerNormEpsilon > 0) || double.IsInfinity(LayerNormEpsilon) || !((float)LayerNormEpsilon > 0) || float.IsInfinity((float)LayerNormEpsilon))
+            throw new Gpt2ConfigException(source, "layer_norm_epsilon", $"must be a positive number that is finite and non-zero in float32, got {LayerNormEpsilon}");
         if (!SupportedActivations.Contains(ActivationFunction))
             throw new Gpt2ConfigException(source, "activation_function",
                 $"unsupported activation \"{ActivationFunction}\" (supported: {string.Join(", ", SupportedActivations)})");
@@ -198,6 +199,10 @@ public sealed record Gpt2Config
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new Gpt2ConfigException(source, "(file)", $"the root must be a JSON object, found {root.ValueKind}");
+            // JSON readers disagree on which of two equal keys wins (ours would take the first, Python's the last).
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var prop in root.EnumerateObject())
+                if (!seen.Add(prop.Name)) throw new Gpt2ConfigException(source, prop.Name, "appears twice");
 
             var d = new Gpt2Config();
             string modelType = Str(root, source, "model_type") ?? ModelTypeName;

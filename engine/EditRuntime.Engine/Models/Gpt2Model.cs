@@ -248,6 +248,10 @@ public sealed class Gpt2Model : IDisposable
     /// <summary>The parameters as constants: a forward on them records nothing.</summary>
     private Dictionary<string, Var> Frozen(Tape tape) => _params.ToDictionary(p => p.Key, p => tape.Constant(p.Value, p.Key));
 
+    /// <summary>How many tokens <see cref="GenerateGreedy"/> can add after a prompt of <paramref name="promptLength"/> tokens:
+    /// every position up to the last predicts one.</summary>
+    public static int MaxNewTokens(Gpt2Config config, int promptLength) => Math.Max(0, config.NPositions - promptLength + 1);
+
     /// <summary>Logits of the last position of a single sequence, on the host.</summary>
     public float[] NextTokenLogits(int[] ids)
     {
@@ -265,6 +269,7 @@ public sealed class Gpt2Model : IDisposable
     public int[] GenerateGreedy(int[] prompt, int maxNewTokens, int? stopId = null)
     {
         if (prompt.Length == 0) throw new ArgumentException("generate: the prompt has no tokens.");
+        ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
         if (prompt.Length > Config.NPositions) throw new ArgumentException($"generate: a prompt of {prompt.Length} tokens exceeds the model's {Config.NPositions} positions.");
         var result = new List<int>();
         using var cache = new KvCache(this, Math.Min(Config.NPositions, prompt.Length + maxNewTokens));
@@ -279,6 +284,8 @@ public sealed class Gpt2Model : IDisposable
                 var all = Backend.ToFloatArray(logits.Value);
                 last = all.AsSpan((step.Length - 1) * Config.VocabSize, Config.VocabSize).ToArray();
             }
+            if (Gpt2Checkpoint.FirstNonFinite(last) is int bad)
+                throw new NonFiniteException($"generate: the logits of new token {result.Count + 1} (position {start + step.Length - 1}) are not finite (logit {bad} is {last[bad]})");
             cache.Advance(step.Length);
             start += step.Length;
             int next = ArgMax(last);
@@ -347,6 +354,8 @@ public sealed class Gpt2Model : IDisposable
                     double sum = 0;
                     foreach (var z in row) sum += Math.Exp(z - max);
                     lp[j] = row[target[j]] - max - Math.Log(sum);
+                    if (!double.IsFinite(lp[j]))
+                        throw new NonFiniteException($"scoring: the log-probability of target token {j} of request {idx[b]} is {lp[j]} (the model's logits are not finite)");
                     top[j] = ArgMax(row);
                     hit[j] = top[j] == target[j];
                 }
@@ -432,6 +441,9 @@ internal sealed class LayerCache : IDisposable
 
 /// <summary>What an adapter knows about the forward it is part of: the batch and the first position.</summary>
 public sealed record ForwardContext(TokenBatch Batch, int Start);
+
+/// <summary>A forward produced NaN or ∞ where a finite value is required (logits, log-probabilities, a loss); the message names the step.</summary>
+public sealed class NonFiniteException(string message) : ArithmeticException(message);
 
 /// <summary>Changes the output of one linear site of a <see cref="Gpt2Model"/> (see <see cref="Gpt2Model.Adapters"/>).</summary>
 public interface ILinearAdapter
