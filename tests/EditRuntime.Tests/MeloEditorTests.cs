@@ -80,12 +80,12 @@ public sealed class MeloEditorTests : GpuTest
             var e = Assert.Throws<InvalidOperationException>(() => editor.Edit([reqs[2]]))!;
             Assert.That(e.Message, Does.Contain("all 2 LoRA blocks").And.Contain("num_blocks"));
         }
-        Assert.That(model.Adapters, Is.Empty, "dispose unhooks the editor");
-        Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("key_layer=h.3.mlp.c_fc")))!.Message,
+        Assert.That(model.AttachedAdapters, Is.Empty, "dispose unhooks the editor");
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("key_layer=h.3.mlp.c_fc")))!.Message,
             Does.Contain("must run before every LoRA layer"));
-        Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("lora_layers=h.9.mlp.c_fc")))!.Message,
-            Does.Contain("not a linear site"));
-        Assert.That(model.Adapters, Is.Empty, "a rejected configuration leaves no adapter behind");
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("lora_layers=h.9.mlp.c_fc")))!.Message,
+            Does.Contain("lora_layers").And.Contain("linear site").And.Contain("h.9.mlp.c_fc"));
+        Assert.That(model.AttachedAdapters, Is.Empty, "a rejected configuration leaves no adapter behind");
         Assert.That((string)EditorRegistry.Defaults("MELO", "gpt2-xl")["key_layer"]!, Is.EqualTo("h.35.mlp.c_fc"));
         // The GPT-2 and GPT2-XL defaults fit models of those depths (narrow random stand-ins): one edit each.
         foreach (var (family, layers) in new[] { ("gpt2", 12), ("gpt2-xl", 48) })
