@@ -67,6 +67,8 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         // The paper: alpha = r (total rank); block slices scaled by √(r/k) each → scale alpha/k on x·A_i·B_i.
         _scale = (_alpha == 0 ? _blocks * _rank : _alpha) / _rank;
         _fromLayer = _loraSites.Append(_keySite).Min(Gpt2Model.SiteLayer);
+        long bankBytes = _loraSites.Sum(site => 4L * _blocks * _rank * model.Parameters[site + ".weight"].Shape.Sum());
+        EditorMemory.Require(context, hparams, bankBytes, "LoRA banks", "num_blocks", "rank_per_block", "lora_layers");
 
         var be = model.Backend;
         try

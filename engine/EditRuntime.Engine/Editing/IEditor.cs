@@ -7,6 +7,9 @@ namespace EditRuntime.Editing;
 /// <summary>The model an editor works on, and how its prompts are tokenised.</summary>
 public sealed record EditorContext(Gpt2Model Model, ModelDirectory Directory)
 {
+    /// <summary>The device memory an editor's state may take (null: no limit); editors check their estimate with <see cref="EditorMemory.Require"/>.</summary>
+    public long? DeviceMemoryLimit { get; init; }
+
     /// <summary>(prompt ids, target ids) of a request: prompt as the model expects it, target with its leading space.</summary>
     public (int[] Prompt, int[] Target) Encode(string prompt, string target) =>
         (Directory.EncodePrompt(prompt), Directory.Tokenizer.Encode(" " + target));
