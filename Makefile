@@ -91,4 +91,4 @@ bench: build
 	./editrt bench lua
 
 clean:
-	rm -rf $(STAMP) engine/*/bin engine/*/obj tests/*/bin tests/*/obj
+	rm -rf $(STAMP) engine/*/bin engine/*/obj editor-plugins/bin editor-plugins/obj tests/*/bin tests/*/obj

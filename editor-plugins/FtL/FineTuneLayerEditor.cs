@@ -1,7 +1,5 @@
-using System.Text.Json.Nodes;
 using EditRuntime.Autograd;
 using EditRuntime.Backends;
-using EditRuntime.IO;
 using EditRuntime.Models;
 
 namespace EditRuntime.Editing.Plugins;
@@ -16,52 +14,46 @@ namespace EditRuntime.Editing.Plugins;
 public sealed class FineTuneLayerEditor : IEditor
 {
     private readonly EditorContext _ctx;
-    private readonly JsonObject _hp;
-    private readonly string _weight;
-    private readonly float[] _original;
+    private readonly HyperParameters _hp;
+    private readonly string _site, _weight;
     private readonly int _steps;
     private readonly float _lr, _eps;
+    private readonly float[] _original;
+    /// <summary>W − W₀ as the last clamp (or load) wrote it: saved as it is, so a loaded state is W₀ + delta to the bit.</summary>
+    private float[] _delta;
     private int _nextId;
 
-    public FineTuneLayerEditor(EditorContext context, JsonObject hparams)
+    public FineTuneLayerEditor(EditorContext context, HyperParameters hparams)
     {
         _ctx = context;
         _hp = hparams;
-        _weight = (string)hparams["layer"]! + ".weight";
-        if (!context.Model.Parameters.ContainsKey(_weight))
-            throw new ArgumentException($"FT-L: layer \"{hparams["layer"]}\" is not a linear site of this model (e.g. h.3.mlp.c_proj).");
-        _steps = (int)(double)hparams["steps"]!;
-        _lr = (float)(double)hparams["lr"]!;
-        _eps = (float)(double)hparams["norm_constraint"]!;
-        if (_steps <= 0 || _lr <= 0 || _eps <= 0) throw new ArgumentException("FT-L: steps, lr and norm_constraint must be positive.");
+        _site = hparams.Site("layer", context.Model);
+        _steps = hparams.Int("steps", 1, 100_000);
+        _lr = hparams.Float("lr", 0, 10, minExclusive: true);
+        _eps = hparams.Float("norm_constraint", 0, float.MaxValue, minExclusive: true);
+        _weight = _site + ".weight";
         _original = context.Model.Backend.ToFloatArray(context.Model.Parameters[_weight]);
+        _delta = new float[_original.Length];
     }
 
     public string Name => "FT-L";
     public bool CanRemove => false;
 
     public EditorDescription Describe() => new(Name, "Zhu et al., Modifying Memories in Transformer Models (2020); FT-L as in Meng et al., ROME (2022)",
-        _original.LongLength, [(string)_hp["layer"]!], (JsonObject)_hp.DeepClone());
+        _original.LongLength, [_site], _hp.ToJson());
 
     public IReadOnlyList<int> Edit(IReadOnlyList<EditRequest> batch)
     {
         var be = _ctx.Model.Backend;
         var w = _ctx.Model.Parameters[_weight];
-        var pairs = batch.Select(r => _ctx.Encode(r.Prompt, r.TargetNew)).ToList();
-        var seqs = pairs.Select(p => p.Prompt.Concat(p.Target[..^1]).ToArray()).ToList();
-        var tb = new TokenBatch(seqs);
-        var targets = new int[tb.B * tb.T];
-        Array.Fill(targets, -100);
-        for (int b = 0; b < tb.B; b++)
-            for (int j = 0; j < pairs[b].Target.Length; j++)
-                targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
+        var tf = TeacherForcing.Build(_ctx, batch);
         using var adam = new AdamMoments(be, [w]);
         for (int step = 1; step <= _steps; step++)
         {
             using (var tape = new Tape(be))
             {
                 var p = _ctx.Model.Bind(tape, name => name == _weight);
-                var loss = _ctx.Model.Loss(tape, p, tb, targets);
+                var loss = _ctx.Model.Loss(tape, p, tf.Batch, tf.Targets);
                 tape.Backward(loss);
                 adam.Step([p[_weight]], new AdamConfig(_lr), step);
             }
@@ -73,10 +65,17 @@ public sealed class FineTuneLayerEditor : IEditor
     /// <summary>W ← W₀ + clamp(W − W₀, −ε, ε) (on the host: the op set has no clamp yet).</summary>
     private void Clamp(Tensor w)
     {
-        var be = _ctx.Model.Backend;
-        var cur = be.ToFloatArray(w);
-        for (int i = 0; i < cur.Length; i++) cur[i] = _original[i] + Math.Clamp(cur[i] - _original[i], -_eps, _eps);
-        Overwrite(w, cur);
+        var cur = _ctx.Model.Backend.ToFloatArray(w);
+        for (int i = 0; i < cur.Length; i++) _delta[i] = Math.Clamp(cur[i] - _original[i], -_eps, _eps);
+        WriteDelta(w);
+    }
+
+    /// <summary>w[:] = W₀ + delta.</summary>
+    private void WriteDelta(Tensor w)
+    {
+        var values = new float[_original.Length];
+        for (int i = 0; i < values.Length; i++) values[i] = _original[i] + _delta[i];
+        Overwrite(w, values);
     }
 
     /// <summary>w[:] = values (a whole-tensor copy through the op set's CopyStrided).</summary>
@@ -89,26 +88,23 @@ public sealed class FineTuneLayerEditor : IEditor
 
     public void Remove(int editId) => throw new NotSupportedException("FT-L cannot remove one edit: its updates are merged into one weight (use Reset to undo all).");
 
-    public void Reset() => Overwrite(_ctx.Model.Parameters[_weight], _original);
-
-    /// <summary>The edit state: W − W₀ of the tuned weight, as safetensors, with the hyper-parameters in the metadata.</summary>
-    public void Save(string path)
+    public void Reset()
     {
-        var cur = _ctx.Model.Backend.ToFloatArray(_ctx.Model.Parameters[_weight]);
-        var delta = new float[cur.Length];
-        for (int i = 0; i < cur.Length; i++) delta[i] = cur[i] - _original[i];
-        SafeTensorsWriter.Write(path, [(_weight, new HostTensor(_ctx.Model.Parameters[_weight].Shape.ToArray(), delta))],
-            new Dictionary<string, string> { ["editor"] = Name, ["hparams"] = _hp.ToJsonString() });
+        _delta = new float[_original.Length];
+        Overwrite(_ctx.Model.Parameters[_weight], _original);   // W₀ itself (W₀ + 0 would turn −0 into +0)
     }
+
+    /// <summary>The edit state: W − W₀ of the tuned weight (named as the weight).</summary>
+    public void Save(string path) =>
+        EditStateFile.Save(path, Name, _hp, [(_weight, new HostTensor(_ctx.Model.Parameters[_weight].Shape.ToArray(), (float[])_delta.Clone()))]);
 
     public void Load(string path)
     {
-        using var f = SafeTensorsFile.Open(path);
-        if (!f.Metadata.TryGetValue("editor", out var e) || e != Name) throw new InvalidDataException($"{path}: not an {Name} edit state.");
-        var delta = f.Read(_weight);
-        var cur = new float[_original.Length];
-        for (int i = 0; i < cur.Length; i++) cur[i] = _original[i] + delta.Data[i];
-        Overwrite(_ctx.Model.Parameters[_weight], cur);
+        using var state = EditStateFile.Open(path, Name);
+        state.RequireSame("layer", _site, (h, k) => h.String(k));
+        var delta = state.Tensor(_weight, _ctx.Model.Parameters[_weight].Shape.ToArray());
+        _delta = delta.Data;
+        WriteDelta(_ctx.Model.Parameters[_weight]);
     }
 
     public void Dispose() { }

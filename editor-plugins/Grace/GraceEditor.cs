@@ -28,27 +28,25 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
     }
 
     private readonly EditorContext _ctx;
-    private readonly JsonObject _hp;
+    private readonly HyperParameters _hp;
     private readonly string _site;
     private readonly float _eps, _lr;
     private readonly int _steps;
     private readonly List<Entry> _book = new();
+    private readonly IDisposable _attached;
     private int _nextId;
     // While training values: positions (b·T + t) → trainable value row.
     private (Dictionary<int, int> Rows, Var Table)? _training;
 
-    public GraceEditor(EditorContext context, JsonObject hparams)
+    public GraceEditor(EditorContext context, HyperParameters hparams)
     {
         _ctx = context;
         _hp = hparams;
-        _site = (string)hparams["layer"]!;
-        if (!context.Model.Parameters.ContainsKey(_site + ".weight"))
-            throw new ArgumentException($"GRACE: layer \"{_site}\" is not a linear site of this model (e.g. h.2.mlp.c_proj).");
-        _eps = (float)(double)hparams["eps"]!;
-        _lr = (float)(double)hparams["lr"]!;
-        _steps = (int)(double)hparams["steps"]!;
-        if (_eps <= 0 || _lr <= 0 || _steps <= 0) throw new ArgumentException("GRACE: eps, lr and steps must be positive.");
-        context.Model.Adapters[_site] = this;
+        _site = hparams.Site("layer", context.Model);
+        _eps = hparams.Float("eps", 0, float.MaxValue, minExclusive: true);
+        _lr = hparams.Float("lr", 0, 100, minExclusive: true);
+        _steps = hparams.Int("steps", 1, 100_000);
+        _attached = context.Model.Attach(_site, this, Name);
     }
 
     public string Name => "GRACE";
@@ -56,7 +54,7 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
     public int Entries => _book.Count;
 
     public EditorDescription Describe() => new(Name, "Hartvigsen et al., Aging with GRACE: Lifelong Model Editing with Discrete Key-Value Adaptors (NeurIPS 2023)",
-        _book.Sum(e => (long)e.Value.Length), [_site], (JsonObject)_hp.DeepClone());
+        _book.Sum(e => (long)e.Value.Length), [_site], _hp.ToJson());
 
     // ---------------------------------------------------------------- the adapter
 
@@ -128,15 +126,11 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
         {
             int id = _nextId++;
             ids.Add(id);
-            var (prompt, target) = _ctx.Encode(req.Prompt, req.TargetNew);
-            var seq = prompt.Concat(target[..^1]).ToArray();
-            var tb = new TokenBatch([seq]);
-            var positions = Enumerable.Range(prompt.Length - 1, target.Length).ToArray();
+            var tf = TeacherForcing.Build(_ctx, [req]);
+            var (tb, targets) = (tf.Batch, tf.Targets);
+            var positions = tf.TargetPositions(0);
             // Keys and the current outputs at those positions (the model with the codebook so far).
             var (keys, outs) = Capture(tb, positions);
-            var targets = new int[tb.T];
-            Array.Fill(targets, -100);
-            for (int j = 0; j < target.Length; j++) targets[positions[j]] = target[j];
             // Train one value per position, starting from the current outputs.
             int outW = outs[0].Length;
             using var table = be.FromArray(outs.SelectMany(o => o).ToArray(), positions.Length, outW);
@@ -176,35 +170,14 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
     /// <summary>The site's input and output rows at the given positions of a single sequence.</summary>
     private (float[][] Keys, float[][] Outs) Capture(TokenBatch tb, int[] positions)
     {
-        var probe = new Probe();
         var model = _ctx.Model;
-        model.Adapters[_site] = probe;
-        try
-        {
-            using var tape = new Tape(model.Backend);
-            var p = model.Bind(tape, _ => false);
-            var inner = this;
-            probe.Inner = (t, s, i, o, c) => inner.Apply(t, s, i, o, c);
-            model.Logits(tape, p, tb);
-            var be = model.Backend;
-            var x = be.ToFloatArray(probe.Input!.Value);
-            var y = be.ToFloatArray(probe.Output!.Value);
-            int inW = probe.Input.Shape[^1], outW = probe.Output.Shape[^1];
-            return (positions.Select(q => x.AsSpan(q * inW, inW).ToArray()).ToArray(), positions.Select(q => y.AsSpan(q * outW, outW).ToArray()).ToArray());
-        }
-        finally { model.Adapters[_site] = this; }
-    }
-
-    private sealed class Probe : ILinearAdapter
-    {
-        public Func<Tape, string, Var, Var, ForwardContext, Var>? Inner;
-        public Var? Input, Output;
-        public Var Apply(Tape tape, string site, Var input, Var output, ForwardContext context)
-        {
-            Input = input;
-            Output = Inner!(tape, site, input, output, context);
-            return Output;
-        }
+        var be = model.Backend;
+        using var capture = model.Capture(_site);
+        using (var tape = new Tape(be)) model.Logits(tape, model.Bind(tape, _ => false), tb);
+        var x = be.ToFloatArray(capture.Input!);
+        var y = be.ToFloatArray(capture.Output!);
+        int inW = capture.Input!.Shape[^1], outW = capture.Output!.Shape[^1];
+        return (positions.Select(q => x.AsSpan(q * inW, inW).ToArray()).ToArray(), positions.Select(q => y.AsSpan(q * outW, outW).ToArray()).ToArray());
     }
 
     public void Remove(int editId)
@@ -215,41 +188,51 @@ public sealed class GraceEditor : IEditor, ILinearAdapter
 
     public void Reset() => _book.Clear();
 
-    /// <summary>The codebook as safetensors (keys, values, radii, edit ids) with labels and hyper-parameters in the metadata.</summary>
+    /// <summary>The codebook: keys, values, radii and edit ids as tensors, the labels in the metadata.</summary>
     public void Save(string path)
     {
         int k = _book.Count;
         int inW = k == 0 ? 0 : _book[0].Key.Length, outW = k == 0 ? 0 : _book[0].Value.Length;
-        var meta = new Dictionary<string, string>
-        {
-            ["editor"] = Name, ["hparams"] = _hp.ToJsonString(),
-            ["labels"] = new JsonArray(_book.Select(e => (JsonNode)JsonValue.Create(e.Label)!).ToArray()).ToJsonString(),
-        };
-        SafeTensorsWriter.Write(path, [
+        EditStateFile.Save(path, Name, _hp, [
             ("keys", new HostTensor([k, inW], _book.SelectMany(e => e.Key).ToArray())),
             ("values", new HostTensor([k, outW], _book.SelectMany(e => e.Value).ToArray())),
             ("radii", new HostTensor([k], _book.Select(e => e.Radius).ToArray())),
             ("edit_ids", new HostTensor([k], _book.Select(e => (float)e.EditId).ToArray())),
-        ], meta);
+        ], new Dictionary<string, JsonNode?> { ["labels"] = new JsonArray(_book.Select(e => (JsonNode)JsonValue.Create(e.Label)!).ToArray()) });
     }
 
     public void Load(string path)
     {
-        using var f = SafeTensorsFile.Open(path);
-        if (!f.Metadata.TryGetValue("editor", out var e) || e != Name) throw new InvalidDataException($"{path}: not a {Name} edit state.");
-        var keys = f.Read("keys"); var values = f.Read("values"); var radii = f.Read("radii"); var ids = f.Read("edit_ids");
-        var labels = JsonNode.Parse(f.Metadata["labels"])!.AsArray().Select(n => (string)n!).ToList();
-        int k = radii.Data.Length;
-        int inW = k == 0 ? 0 : keys.Shape[1], outW = k == 0 ? 0 : values.Shape[1];
-        _book.Clear();
-        for (int i = 0; i < k; i++)
-            _book.Add(new Entry
+        var w = _ctx.Model.Parameters[_site + ".weight"];
+        int inW = w.Shape[0], outW = w.Shape[1];
+        var book = new List<Entry>();
+        using (var state = EditStateFile.Open(path, Name))
+        {
+            state.RequireSame("layer", _site, (h, key) => h.String(key));
+            var radii = state.Tensor("radii", -1);
+            int k = radii.Shape[0];
+            // An empty codebook was saved with widths 0 (it had no entry to take them from).
+            var keys = state.Tensor("keys", k, k == 0 ? -1 : inW);
+            var values = state.Tensor("values", k, k == 0 ? -1 : outW);
+            var ids = state.Tensor("edit_ids", k);
+            var labels = state.Read("labels", n => n.AsArray().Select(l => l!.GetValue<string>()).ToList());
+            if (labels.Count != k) throw state.Invalid($"{labels.Count} labels for {k} codebook entries.");
+            for (int i = 0; i < k; i++)
             {
-                Key = keys.Data.AsSpan(i * inW, inW).ToArray(), Value = values.Data.AsSpan(i * outW, outW).ToArray(),
-                Radius = radii.Data[i], Label = labels[i], EditId = (int)ids.Data[i],
-            });
-        _nextId = k == 0 ? 0 : _book.Max(x => x.EditId) + 1;
+                float id = ids.Data[i];
+                if (id < 0 || id != MathF.Floor(id) || id > 1 << 24) throw state.Invalid($"entry {i} has edit id {id}.");
+                if (!(radii.Data[i] >= 0)) throw state.Invalid($"entry {i} has radius {radii.Data[i]}.");
+                book.Add(new Entry
+                {
+                    Key = keys.Data.AsSpan(i * inW, inW).ToArray(), Value = values.Data.AsSpan(i * outW, outW).ToArray(),
+                    Radius = radii.Data[i], Label = labels[i], EditId = (int)id,
+                });
+            }
+        }
+        _book.Clear();
+        _book.AddRange(book);
+        _nextId = _book.Count == 0 ? 0 : _book.Max(x => x.EditId) + 1;
     }
 
-    public void Dispose() => _ctx.Model.Adapters.Remove(_site);
+    public void Dispose() => _attached.Dispose();
 }

@@ -39,11 +39,10 @@ public sealed class LoraBlockBank : IDisposable
     public long ParametersPerBlock => (long)Rank * (In + Out);
 
     /// <summary>Fresh values for one block (A random, B zero): returned as the trainable (in, k) and (k, out) tensors, and written into the bank.</summary>
-    public (Tensor A, Tensor B) StartBlock(int block, Random rng)
+    public (Tensor A, Tensor B) StartBlock(int block, SeededRandom rng)
     {
         float bound = 1f / MathF.Sqrt(Blocks * Rank);
-        var a = new float[In * Rank];
-        for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
+        var a = rng.Uniform(In * Rank, bound);
         var ta = Backend.FromArray(a, In, Rank);
         var tb = Backend.Empty(DType.F32, Rank, Out);
         Backend.Fill(tb, 0);
@@ -66,14 +65,21 @@ public sealed class LoraBlockBank : IDisposable
     public (HostTensor A, HostTensor B) ToHost() =>
         (new HostTensor(A.Shape.ToArray(), Backend.ToFloatArray(A)), new HostTensor(B.Shape.ToArray(), Backend.ToFloatArray(B)));
 
-    public void FromHost(HostTensor a, HostTensor b)
+    /// <summary>Device copies of saved banks (A, B) of this bank's shapes, for <see cref="Replace"/>; the caller owns them until then.</summary>
+    public (Tensor A, Tensor B) Upload(HostTensor a, HostTensor b)
     {
         if (!a.Shape.SequenceEqual(A.Shape) || !b.Shape.SequenceEqual(B.Shape))
             throw new InvalidDataException($"MELO: the saved LoRA of {Site} is {Tensor.Format(a.Shape)} and {Tensor.Format(b.Shape)}, this editor's is {A.ShapeString} and {B.ShapeString}.");
         var na = Backend.FromArray(a.Data, a.Shape);
-        var nb = Backend.FromArray(b.Data, b.Shape);
+        try { return (na, Backend.FromArray(b.Data, b.Shape)); }
+        catch { na.Dispose(); throw; }
+    }
+
+    /// <summary>Takes <paramref name="a"/> and <paramref name="b"/> (from <see cref="Upload"/>) as the bank, freeing the old one.</summary>
+    public void Replace(Tensor a, Tensor b)
+    {
         A.Dispose(); B.Dispose();
-        A = na; B = nb;
+        A = a; B = b;
     }
 
     public void Dispose() { A.Dispose(); B.Dispose(); }

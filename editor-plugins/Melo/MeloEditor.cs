@@ -20,19 +20,20 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
 {
 
     private readonly EditorContext _ctx;
-    private readonly JsonObject _hp;
+    private readonly HyperParameters _hp;
     private readonly string _keySite;
     private readonly string[] _loraSites;
     private readonly int _blocks, _rank, _iters, _lrStep;
     /// <summary>Every site of ours is at or above this layer: training forwards start there from the stream
     /// the frozen layers below give once per edit (<see cref="Gpt2Model.ResidualAt"/>).</summary>
     private readonly int _fromLayer;
-    private readonly float _lr, _gamma, _scale;
+    private readonly float _lr, _gamma, _alpha, _scale;
     private readonly Dictionary<string, LoraBlockBank> _banks = new();
+    private readonly List<IDisposable> _attached = new();
     private ClusterIndex _index;
     /// <summary>Every key inserted by a live edit, in order (for <see cref="Reindex"/>).</summary>
     private readonly List<(float[] Key, string Label, int Block, int EditId)> _inserted = new();
-    private readonly Random _rng;
+    private readonly SeededRandom _rng;
     /// <summary>Live edits: id → block.</summary>
     private readonly SortedDictionary<int, int> _edits = new();
     private int _nextId;
@@ -43,48 +44,36 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     private int _routingRows;
     // While training: every sample on the trained block, and its parameters per site.
     private (Tensor Ids, Dictionary<string, LoraTrainedBlock> Params)? _training;
-    // While capturing keys: the gathered keys (B, D) of the last forward.
-    private bool _capture;
-    private Tensor? _captured;
 
-    public MeloEditor(EditorContext context, JsonObject hparams)
+    public MeloEditor(EditorContext context, HyperParameters hparams)
     {
         _ctx = context;
         _hp = hparams;
         var model = context.Model;
-        _keySite = Str(hparams, "key_layer");
-        _loraSites = Sites(hparams["lora_layers"]);
-        _blocks = Int(hparams, "num_blocks");
-        _rank = Int(hparams, "rank_per_block");
-        _iters = Int(hparams, "num_iter");
-        _lrStep = Int(hparams, "lr_step");
-        _lr = Float(hparams, "edit_lr");
-        _gamma = Float(hparams, "lr_gamma");
-        float radius = Float(hparams, "init_radius");
-        float alpha = Float(hparams, "lora_alpha");
-        if (_blocks <= 0 || _rank <= 0 || _iters <= 0 || _lrStep <= 0) throw new ArgumentException("MELO: num_blocks, rank_per_block, num_iter and lr_step must be positive.");
-        if (!(_lr > 0) || !(_gamma > 0) || !(radius > 0)) throw new ArgumentException("MELO: edit_lr, lr_gamma and init_radius must be positive.");
-        if (alpha < 0) throw new ArgumentException("MELO: lora_alpha must be ≥ 0 (0 = the total rank, the paper's choice).");
-        // The paper: alpha = r (total rank); block slices scaled by √(r/k) each → scale alpha/k on x·A_i·B_i.
-        _scale = (alpha == 0 ? _blocks * _rank : alpha) / _rank;
-        _rng = new Random(hparams["seed"] is JsonNode s ? (int)(double)s : 0);
-
-        foreach (var site in _loraSites.Append(_keySite))
-        {
-            if (!model.Parameters.ContainsKey(site + ".weight") || Order(site) < 0)
-                throw new ArgumentException($"MELO: \"{site}\" is not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj; {model.Config.NLayer} layers).");
-            if (model.Adapters.ContainsKey(site)) throw new ArgumentException($"MELO: another editor already has an adapter on {site}.");
-        }
-        if (_loraSites.Length == 0) throw new ArgumentException("MELO: lora_layers names no site.");
-        if (_loraSites.Distinct().Count() != _loraSites.Length) throw new ArgumentException("MELO: lora_layers names a site twice.");
+        _loraSites = [.. hparams.Sites("lora_layers", model)];
+        _keySite = hparams.Site("key_layer", model);
+        _blocks = hparams.Int("num_blocks", 1, 1 << 24);        // block ids are stored as float32 (exact below 2^24)
+        _rank = hparams.Int("rank_per_block", 1, 4096);
+        _alpha = hparams.Float("lora_alpha", 0, float.MaxValue);  // 0 = the total rank, the paper's choice
+        float radius = hparams.Float("init_radius", 0, float.MaxValue, minExclusive: true);
+        _lr = hparams.Float("edit_lr", 0, 10, minExclusive: true);
+        _iters = hparams.Int("num_iter", 1, 100_000);
+        _lrStep = hparams.Int("lr_step", 1, int.MaxValue);
+        _gamma = hparams.Float("lr_gamma", 0, float.MaxValue, minExclusive: true);
+        _rng = new SeededRandom(hparams.Int("seed", 0, int.MaxValue));
         foreach (var site in _loraSites)
             if (Order(site) <= Order(_keySite))
-                throw new ArgumentException($"MELO: the key layer {_keySite} must run before every LoRA layer, but {site} does not come after it.");
-
+                throw hparams.Error("key_layer", $"must run before every LoRA layer, but {site} (lora_layers) does not come after {_keySite}");
+        // The paper: alpha = r (total rank); block slices scaled by √(r/k) each → scale alpha/k on x·A_i·B_i.
+        _scale = (_alpha == 0 ? _blocks * _rank : _alpha) / _rank;
         _fromLayer = _loraSites.Append(_keySite).Min(Gpt2Model.SiteLayer);
+        long bankBytes = _loraSites.Sum(site => 4L * _blocks * _rank * model.Parameters[site + ".weight"].Shape.Sum());
+        EditorMemory.Require(context, hparams, bankBytes, "LoRA banks", "num_blocks", "rank_per_block", "lora_layers");
+
         var be = model.Backend;
         try
         {
+            foreach (var site in _loraSites.Append(_keySite)) _attached.Add(model.Attach(site, this, Name));
             foreach (var site in _loraSites)
             {
                 var w = model.Parameters[site + ".weight"];
@@ -92,8 +81,12 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
             }
             _index = new ClusterIndex(model.Parameters[_keySite + ".weight"].Shape[1], radius);
         }
-        catch { foreach (var b in _banks.Values) b.Dispose(); throw; }
-        foreach (var site in _loraSites.Append(_keySite)) model.Adapters[site] = this;
+        catch
+        {
+            foreach (var b in _banks.Values) b.Dispose();
+            foreach (var a in _attached) a.Dispose();
+            throw;
+        }
     }
 
     public string Name => "MELO";
@@ -104,40 +97,10 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
 
     public EditorDescription Describe() => new(Name,
         "Yu et al., MELO: Enhancing Model Editing with Neuron-Indexed Dynamic LoRA (AAAI 2024)",
-        _banks.Values.Sum(b => b.ParametersPerBlock * b.Blocks), [.. _loraSites], (JsonObject)_hp.DeepClone());
+        _banks.Values.Sum(b => b.ParametersPerBlock * b.Blocks), [.. _loraSites], _hp.ToJson());
 
     /// <summary>Trainable parameters of one edit batch (its block on every LoRA site).</summary>
     public long ParametersPerEdit => _banks.Values.Sum(b => b.ParametersPerBlock);
-
-    // ---------------------------------------------------------------- hyper-parameters
-
-    private static string Str(JsonObject hp, string key) => hp[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 0
-        ? s : throw new ArgumentException($"MELO: hyper-parameter {key} must be a site name such as h.2.mlp.c_fc.");
-
-    private static double Num(JsonObject hp, string key)
-    {
-        if (hp[key] is not JsonValue v) throw new ArgumentException($"MELO: hyper-parameter {key} is missing.");
-        if (v.TryGetValue<double>(out var d)) return d;
-        if (v.TryGetValue<string>(out var s) && double.TryParse(s, CultureInfo.InvariantCulture, out d)) return d;
-        throw new ArgumentException($"MELO: hyper-parameter {key} must be a number, got {v.ToJsonString()}.");
-    }
-
-    private static float Float(JsonObject hp, string key) => (float)Num(hp, key);
-
-    private static int Int(JsonObject hp, string key)
-    {
-        double d = Num(hp, key);
-        if (d != Math.Floor(d) || d > int.MaxValue || d < int.MinValue) throw new ArgumentException($"MELO: hyper-parameter {key} must be an integer, got {d}.");
-        return (int)d;
-    }
-
-    /// <summary>lora_layers: a JSON array of sites, or (from --set) one comma-separated string.</summary>
-    private static string[] Sites(JsonNode? node) => node switch
-    {
-        JsonArray a => a.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s.Trim() : throw new ArgumentException("MELO: lora_layers must list site names.")).ToArray(),
-        JsonValue v when v.TryGetValue<string>(out var s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-        _ => throw new ArgumentException("MELO: lora_layers must be a list of site names (or a comma-separated string)."),
-    };
 
     private static int Order(string site) => Gpt2Model.SiteOrder(site);
 
@@ -153,21 +116,19 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         return bank.Apply(tape, input, output, _routing, null);
     }
 
-    /// <summary>At the key site: gather each sample's key (last prompt token) and route it, or capture it while editing.</summary>
+    /// <summary>At the key site: gather each sample's key (last prompt token) and route it (not while training: the trained block is given).</summary>
     private void OnKeySite(Var output, ForwardContext context)
     {
-        if (context.Start > 0 && !_capture && _training is null)
+        if (context.Start > 0 && _training is null)
         {
             // A cached generation step: the prompt (prefill) chose the block; keep it.
             if (_routing is not null && _routingRows != context.Batch.B) ClearRouting();
             return;
         }
         ClearRouting();
+        if (_training is not null || _index.Count == 0) return;
         var be = _ctx.Model.Backend;
-        if (_training is not null && !_capture) return;
-        if (_index.Count == 0 && !_capture) return;
         using var keys = GatherKeys(be, output.Value, context.Batch);
-        if (_capture) { _captured?.Dispose(); _captured = be.Scale(keys, 1f); return; }
         _routing = _index.Lookup(be, keys);
         _routingRows = context.Batch.B;
     }
@@ -207,15 +168,11 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         var model = _ctx.Model;
         var be = model.Backend;
         int block = NextBlock();
-        var enc = batch.Select(r => _ctx.Encode(r.Prompt, r.TargetNew)).ToList();
-        var seqs = enc.Select(e => e.Prompt.Concat(e.Target[..^1]).ToArray()).ToList();
-        var tb = new TokenBatch(seqs, promptLengths: enc.Select(e => e.Prompt.Length).ToArray());
-        var targets = new int[tb.B * tb.T];
-        Array.Fill(targets, -100);
-        for (int b = 0; b < tb.B; b++)
-            for (int j = 0; j < enc[b].Target.Length; j++) targets[b * tb.T + enc[b].Prompt.Length - 1 + j] = enc[b].Target[j];
+        var tf = TeacherForcing.Build(_ctx, batch);
+        var (tb, targets) = (tf.Batch, tf.Targets);
 
         var owned = new List<Tensor>();
+        Tensor? keySiteOutput = null;   // the key site's output in the first training forward: the keys come from it
         float[] keys;
         try
         {
@@ -239,18 +196,23 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 var vars = state.Select(s => (A: tape.Param(s.A, name: s.Bank.Site + ".lora_A"), B: tape.Param(s.B, name: s.Bank.Site + ".lora_B"))).ToList();
                 for (int i = 0; i < state.Count; i++) trained[state[i].Bank.Site] = new LoraTrainedBlock(block, vars[i].A, vars[i].B);
                 _training = (ids, trained);
-                _capture = it == 0;
+                var capture = it == 0 ? model.Capture(_keySite, SiteCapture.Keep.Output) : null;
                 try
                 {
                     var p = model.Bind(tape, _ => false);
                     var loss = model.Loss(tape, p, tb, targets, residual, _fromLayer);
                     tape.Backward(loss);
                 }
-                finally { _training = null; _capture = false; }
+                finally
+                {
+                    _training = null;
+                    if (capture is not null) { keySiteOutput = capture.Output is null ? null : capture.TakeOutput(); capture.Dispose(); }
+                }
                 adam.Step(vars.SelectMany(v => new[] { v.A, v.B }).ToList(), new AdamConfig(lr), it + 1);
                 foreach (var s in state) s.Bank.Write(block, s.A, s.B);
             }
-            keys = be.ToFloatArray(_captured ?? throw new InvalidOperationException("MELO: the key site was not reached in the forward."));
+            using var gathered = GatherKeys(be, keySiteOutput ?? throw new InvalidOperationException("MELO: the key site was not reached in the forward."), tb);
+            keys = be.ToFloatArray(gathered);
         }
         catch
         {
@@ -261,8 +223,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         finally
         {
             foreach (var t in owned) t.Dispose();
-            _captured?.Dispose();
-            _captured = null;
+            keySiteOutput?.Dispose();
         }
         ClearRouting();
         var result = new List<int>();
@@ -325,18 +286,15 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         foreach (var (key, label, block, id) in _inserted) index.Insert(key, label, block, id);
         _index.Dispose();
         _index = index;
-        _hp["init_radius"] = initRadius;
+        _hp.Set("init_radius", JsonValue.Create(initRadius), "MeloEditor.Reindex");
         ClearRouting();
     }
 
     // ---------------------------------------------------------------- state
 
-    private static readonly string[] Structural = ["key_layer", "lora_layers", "num_blocks", "rank_per_block", "lora_alpha"];
-
     /// <summary>
-    /// The whole edit state in one safetensors file (written atomically): every LoRA bank, the index
-    /// (centres, radii, points with their block and edit id) and, in the metadata, the hyper-parameters,
-    /// the cluster labels and the live edits.
+    /// The whole edit state in one edit-state file: every LoRA bank, the index (centres, radii, points with
+    /// their block and edit id) and, in the metadata, the cluster labels and the live edits.
     /// </summary>
     public void Save(string path)
     {
@@ -355,71 +313,81 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         tensors.Add(("index.points", new HostTensor([pts.Count, D], pts.SelectMany(x => x.p.Key).ToArray())));
         // cluster, block, edit id: exact as float32 below 2^24
         tensors.Add(("index.point_info", new HostTensor([pts.Count, 3], pts.SelectMany(x => new float[] { x.c, x.p.Block, x.p.EditId }).ToArray())));
-        var meta = new Dictionary<string, string>
+        EditStateFile.Save(path, Name, _hp, tensors, new Dictionary<string, JsonNode?>
         {
-            ["editor"] = Name,
-            ["hparams"] = _hp.ToJsonString(),
-            ["labels"] = new JsonArray(cl.Select(c => (JsonNode)JsonValue.Create(c.Label)!).ToArray()).ToJsonString(),
-            ["edits"] = new JsonObject(_edits.Select(e => KeyValuePair.Create(e.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)JsonValue.Create(e.Value)))).ToJsonString(),
-            ["next_id"] = _nextId.ToString(CultureInfo.InvariantCulture),
-            ["conflicts"] = _index.Conflicts.ToString(CultureInfo.InvariantCulture),
-            ["forgotten"] = _index.Forgotten.ToString(CultureInfo.InvariantCulture),
-        };
-        SafeTensorsWriter.Write(path, tensors, meta);
+            ["labels"] = new JsonArray(cl.Select(c => (JsonNode)JsonValue.Create(c.Label)!).ToArray()),
+            ["edits"] = new JsonObject(_edits.Select(e => KeyValuePair.Create(e.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)JsonValue.Create(e.Value)))),
+            ["next_id"] = _nextId,
+            ["conflicts"] = _index.Conflicts,
+            ["forgotten"] = _index.Forgotten,
+        });
     }
 
     public void Load(string path)
     {
-        using var f = SafeTensorsFile.Open(path);
-        if (!f.Metadata.TryGetValue("editor", out var e) || e != Name) throw new InvalidDataException($"{path}: not a {Name} edit state.");
-        var saved = JsonNode.Parse(f.Metadata["hparams"])!.AsObject();
-        foreach (var k in Structural)
+        var model = _ctx.Model;
+        int D = _index.KeyDim;
+        // Read and check everything before changing anything: a bad file leaves the editor as it was.
+        var banks = new Dictionary<string, (HostTensor A, HostTensor B)>();
+        List<ClusterIndex.Cluster> clusters;
+        Dictionary<int, int> edits;
+        int nextId, conflicts, forgotten;
+        using (var state = EditStateFile.Open(path, Name))
         {
             // Compared by meaning: a list or its comma-separated --set form, 2 or 2.0.
-            bool same = k switch
+            state.RequireSame("lora_layers", string.Join(",", _loraSites), (h, k) => string.Join(",", h.StringList(k)));
+            state.RequireSame("key_layer", _keySite, (h, k) => h.String(k));
+            state.RequireSame("num_blocks", _blocks, (h, k) => h.Int(k));
+            state.RequireSame("rank_per_block", _rank, (h, k) => h.Int(k));
+            state.RequireSame("lora_alpha", _alpha, (h, k) => h.Float(k));
+            state.RequireSame("init_radius", _index.InitRadius, (h, k) => h.Float(k), (a, b) => Math.Abs(a - b) <= 1e-6 * b);
+            foreach (var site in _loraSites)
             {
-                "lora_layers" => Sites(saved[k]).SequenceEqual(_loraSites),
-                "key_layer" => Str(saved, k) == _keySite,
-                _ => Num(saved, k) == Num(_hp, k),
-            };
-            if (!same)
-                throw new InvalidDataException($"{path}: saved with {k} = {saved[k]?.ToJsonString()}, this editor has {_hp[k]?.ToJsonString()} (create the editor with the saved hyper-parameters).");
+                var bank = _banks[site];
+                banks[site] = (state.Tensor($"lora.{site}.A", _blocks, bank.In, _rank), state.Tensor($"lora.{site}.B", _blocks, _rank, bank.Out));
+            }
+            var radii = state.Tensor("index.radii", -1);
+            int n = radii.Shape[0];
+            var centres = state.Tensor("index.centres", n, D);
+            var info = state.Tensor("index.point_info", -1, 3);
+            int np = info.Shape[0];
+            var points = state.Tensor("index.points", np, D);
+            var labels = state.Read("labels", j => j.AsArray().Select(l => l!.GetValue<string>()).ToList());
+            if (labels.Count != n) throw state.Invalid($"{labels.Count} cluster labels for {n} clusters.");
+            edits = state.Read("edits", j => j.AsObject().ToDictionary(kv => int.Parse(kv.Key, NumberStyles.None, CultureInfo.InvariantCulture), kv => kv.Value!.GetValue<int>()));
+            nextId = state.Int("next_id", 0);
+            conflicts = state.Int("conflicts", 0);
+            forgotten = state.Int("forgotten", 0);
+            foreach (var (id, block) in edits)
+                if (block < 0 || block >= _blocks || id >= nextId) throw state.Invalid($"live edit {id} names block {block} (next id {nextId}, {_blocks} blocks).");
+            clusters = new List<ClusterIndex.Cluster>();
+            for (int c = 0; c < n; c++)
+                clusters.Add(new ClusterIndex.Cluster { Centre = centres.Data.AsSpan(c * D, D).ToArray(), Radius = radii.Data[c], Label = labels[c] });
+            for (int p = 0; p < np; p++)
+            {
+                int c = (int)info.Data[3 * p], block = (int)info.Data[3 * p + 1], id = (int)info.Data[3 * p + 2];
+                if (c < 0 || c >= n || block < 0 || block >= _blocks || !edits.TryGetValue(id, out var live) || live != block)
+                    throw state.Invalid($"point {p} names cluster {c}, block {block} and edit {id} ({n} clusters, {_blocks} blocks, {edits.Count} live edits).");
+                clusters[c].Points.Add(new ClusterIndex.Point { Key = points.Data.AsSpan(p * D, D).ToArray(), Block = block, EditId = id });
+            }
         }
-        if (Math.Abs(Num(saved, "init_radius") - _index.InitRadius) > 1e-6 * _index.InitRadius)
-            throw new InvalidDataException($"{path}: saved with init_radius = {saved["init_radius"]}, this editor has {_index.InitRadius}.");
-        // Read everything before changing anything: a bad file leaves the editor as it was.
-        var banks = _loraSites.ToDictionary(s => s, s => (A: f.Read($"lora.{s}.A"), B: f.Read($"lora.{s}.B")));
-        var centres = f.Read("index.centres"); var radii = f.Read("index.radii");
-        var points = f.Read("index.points"); var info = f.Read("index.point_info");
-        var labels = JsonNode.Parse(f.Metadata["labels"])!.AsArray().Select(n => (string)n!).ToList();
-        var edits = JsonNode.Parse(f.Metadata["edits"])!.AsObject().ToDictionary(kv => int.Parse(kv.Key, CultureInfo.InvariantCulture), kv => (int)kv.Value!);
-        int D = _index.KeyDim, n = radii.Data.Length, np = info.Data.Length / 3;
-        if (labels.Count != n || (n > 0 && centres.Shape[1] != D) || (np > 0 && points.Shape[1] != D))
-            throw new InvalidDataException($"{path}: the index does not match (keys of {D} values, {n} clusters, {labels.Count} labels).");
-        var clusters = new List<ClusterIndex.Cluster>();
-        for (int c = 0; c < n; c++)
-            clusters.Add(new ClusterIndex.Cluster { Centre = centres.Data.AsSpan(c * D, D).ToArray(), Radius = radii.Data[c], Label = labels[c] });
-        for (int p = 0; p < np; p++)
-        {
-            int c = (int)info.Data[3 * p], block = (int)info.Data[3 * p + 1], id = (int)info.Data[3 * p + 2];
-            if (c < 0 || c >= n || block < 0 || block >= _blocks) throw new InvalidDataException($"{path}: point {p} names cluster {c} and block {block}.");
-            clusters[c].Points.Add(new ClusterIndex.Point { Key = points.Data.AsSpan(p * D, D).ToArray(), Block = block, EditId = id });
-        }
-        foreach (var (site, t) in banks) _banks[site].FromHost(t.A, t.B);
-        _index.Restore(clusters, int.Parse(f.Metadata["conflicts"], CultureInfo.InvariantCulture), int.Parse(f.Metadata["forgotten"], CultureInfo.InvariantCulture));
+        // Device copies of every bank first, then the swap: a failed upload changes nothing either.
+        var uploaded = new Dictionary<string, (Tensor A, Tensor B)>();
+        try { foreach (var (site, t) in banks) uploaded[site] = _banks[site].Upload(t.A, t.B); }
+        catch { foreach (var (a, b) in uploaded.Values) { a.Dispose(); b.Dispose(); } throw; }
+        foreach (var (site, t) in uploaded) _banks[site].Replace(t.A, t.B);
+        _index.Restore(clusters, conflicts, forgotten);
         _edits.Clear();
         foreach (var (id, block) in edits) _edits[id] = block;
         _inserted.Clear();
-        _nextId = int.Parse(f.Metadata["next_id"], CultureInfo.InvariantCulture);
+        _nextId = nextId;
         ClearRouting();
     }
 
     public void Dispose()
     {
-        foreach (var site in _loraSites.Append(_keySite))
-            if (_ctx.Model.Adapters.TryGetValue(site, out var a) && ReferenceEquals(a, this)) _ctx.Model.Adapters.Remove(site);
+        foreach (var a in _attached) a.Dispose();
         ClearRouting();
-        _captured?.Dispose();
         foreach (var b in _banks.Values) b.Dispose();
         _index.Dispose();
     }

@@ -1,6 +1,5 @@
 using EditRuntime.Autograd;
 using EditRuntime.Backends;
-using EditRuntime.Compute;
 
 namespace EditRuntime.Editing.Plugins;
 
@@ -29,8 +28,8 @@ public sealed class ExpertGroup : IDisposable
     /// <summary>A fresh group: gate N(0, 0.02²), A N(0, 1/in), B zero.</summary>
     public static ExpertGroup Create(IBackend be, int inWidth, int anchorWidth, int outWidth, int experts, int rank, int seed)
     {
-        var rng = new Random(seed);
-        float[] Normal(long n, double std) => HostReference.RandomNormal(rng, n, (float)std);
+        var rng = new SeededRandom(seed);
+        float[] Normal(long n, double std) => rng.Normal(n, (float)std);
         return new ExpertGroup(be,
         [
             be.FromArray(Normal((long)inWidth * experts, 0.02), inWidth, experts),

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using EditRuntime.Autograd;
 using EditRuntime.Backends;
-using EditRuntime.Compute;
 using EditRuntime.Models;
 
 namespace EditRuntime.Editing.Plugins;
@@ -34,7 +33,7 @@ namespace EditRuntime.Editing.Plugins;
 public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
 {
     private readonly EditorContext _ctx;
-    private readonly JsonObject _hp;
+    private readonly HyperParameters _hp;
     private readonly string _site;
     /// <summary>The site's layer: the experts sit there, so training forwards start there from the stream the
     /// frozen layers below give once per batch (<see cref="Gpt2Model.ResidualAt"/>).</summary>
@@ -43,7 +42,8 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     private readonly float _lambda, _noise, _balance, _lr, _stopLoss;
     private readonly bool _useAnchors, _anchorInRouter, _afterSubject;
     private readonly int _inW, _outW, _embW;
-    private readonly AnchorIndex _index;
+    private readonly IDisposable _attached;
+    private AnchorIndex _index;
     private readonly List<ExpertGroup> _groups = new();
     // Requests edited so far per subject (for replay when a subject is edited again).
     private readonly Dictionary<string, List<(string Prompt, string Target)>> _done = new(StringComparer.Ordinal);
@@ -54,49 +54,38 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
 
     // While training one group: its index, its bound variables, the anchors of the batch, and what the
     // forward routed (for the load-balancing term).
-    private (int Group, ExpertGroup.Bound Vars, HashSet<int> Anchors, Random Noise)? _training;
+    private (int Group, ExpertGroup.Bound Vars, HashSet<int> Anchors, SeededRandom Noise)? _training;
     private (Var Logits, MoeRouting Routing, int Rows)? _trainRouted;
     // Expert counts of one group gathered by a forward (utilisation).
     private (int Group, long[] Counts)? _counting;
 
-    public MoMoEEditor(EditorContext context, JsonObject hparams)
+    public MoMoEEditor(EditorContext context, HyperParameters hparams)
     {
         _ctx = context;
         _hp = hparams;
-        _site = Str("layer");
         var model = context.Model;
-        if (!model.Parameters.TryGetValue(_site + ".weight", out var w0) || !_site.Contains(".mlp.") || Gpt2Model.SiteLayer(_site) < 0)
-            throw new ArgumentException($"MOMoE: layer \"{_site}\" is not an FFN linear site of this model (e.g. h.2.mlp.c_proj).");
+        _site = hparams.Site("layer", model, "mlp.c_fc", "mlp.c_proj");
         _layer = Gpt2Model.SiteLayer(_site);
-        _experts = Int("experts"); _topK = Int("top_k"); _rank = Int("rank"); _steps = Int("steps"); _seed = Int("seed");
-        _lambda = Num("lambda"); _noise = Num("gate_noise"); _balance = Num("balance_weight"); _lr = Num("lr"); _stopLoss = Num("stop_loss");
-        _useAnchors = Bool("anchors");
-        _anchorInRouter = _useAnchors && Bool("anchor_in_router");
-        _afterSubject = Str("positions") switch
-        {
-            "after" => true,
-            "last" => false,
-            var s => throw new ArgumentException($"MOMoE: positions \"{s}\" is not \"after\" (the subject's last token and every later one) or \"last\" (the subject's last token)."),
-        };
-        if (_experts < 1 || _experts > VulkanBackend.MaxExperts) throw new ArgumentException($"MOMoE: experts must be in [1, {VulkanBackend.MaxExperts}], got {_experts}.");
-        if (_topK < 1 || _topK > _experts) throw new ArgumentException($"MOMoE: top_k must be in [1, experts = {_experts}], got {_topK}.");
-        if (_rank < 1 || _steps < 1) throw new ArgumentException("MOMoE: rank and steps must be positive.");
-        if (!(_lr > 0) || _noise < 0 || _balance < 0 || _stopLoss < 0) throw new ArgumentException("MOMoE: lr must be positive; gate_noise, balance_weight and stop_loss non-negative.");
+        _experts = hparams.Int("experts", 1, VulkanBackend.MaxExperts);
+        _topK = hparams.Int("top_k", 1, _experts);
+        _rank = hparams.Int("rank", 1, 4096);
+        _lambda = hparams.Float("lambda", 0, 1000);
+        _useAnchors = hparams.Bool("anchors");
+        bool anchorInRouter = hparams.Bool("anchor_in_router");
+        _anchorInRouter = _useAnchors && anchorInRouter;
+        // "after": the subject's last token and every later one; "last": the subject's last token only.
+        _afterSubject = hparams.String("positions", "after", "last") == "after";
+        _noise = hparams.Float("gate_noise", 0, 100);
+        _balance = hparams.Float("balance_weight", 0, 1000);
+        _lr = hparams.Float("lr", 0, 10, minExclusive: true);
+        _steps = hparams.Int("steps", 1, 100_000);
+        _stopLoss = hparams.Float("stop_loss", 0, 1000);
+        _seed = hparams.Int("seed", 0, int.MaxValue);
+        var w0 = model.Parameters[_site + ".weight"];
         _inW = w0.Shape[0]; _outW = w0.Shape[1]; _embW = model.Config.NEmbd;
         _index = new AnchorIndex(context.Directory.Tokenizer);
-        model.Adapters[_site] = this;
+        _attached = model.Attach(_site, this, Name);
     }
-
-    private string Str(string k) => _hp[k] is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Missing(k, "a string");
-    private float Num(string k) => (float)(_hp[k] is JsonValue v && v.TryGetValue<double>(out var d) ? d : throw Missing(k, "a number"));
-    private int Int(string k)
-    {
-        double d = Num(k);
-        return d == Math.Floor(d) && Math.Abs(d) < int.MaxValue ? (int)d : throw Missing(k, "an integer");
-    }
-    private bool Bool(string k) => _hp[k] is JsonValue v && (v.TryGetValue<bool>(out var b) ? b
-        : v.TryGetValue<string>(out var s) && bool.TryParse(s, out b) ? b : throw Missing(k, "true or false"));
-    private static ArgumentException Missing(string k, string what) => new($"MOMoE: hyper-parameter \"{k}\" must be {what}.");
 
     public string Name => "MOMoE";
     public bool CanRemove => false;
@@ -104,7 +93,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     public int AnchorCount => _index.Count;
 
     public EditorDescription Describe() => new(Name, "Wang & Li, MEMoE: Enhancing Model Editing with Mixture of Experts Adaptors (arXiv 2405.19086)",
-        _groups.Sum(g => g.ParameterCount), [_site], (JsonObject)_hp.DeepClone());
+        _groups.Sum(g => g.ParameterCount), [_site], _hp.ToJson());
 
     /// <summary>Per edit batch: edits, training tokens, steps, loss, time, and how many tokens each expert got.</summary>
     public IReadOnlyList<JsonObject> BatchLog => _batches;
@@ -200,7 +189,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         if (anchor is not null) logits = tape.Add(logits, tape.Matmul(anchor, p.Wa));      // W_g·concat(x, anchor)
         if (training && _noise > 0 && _training is { } tr)
         {
-            var noise = be.FromArray(HostReference.RandomNormal(tr.Noise, (long)m * _experts, _noise), m, _experts);
+            var noise = be.FromArray(tr.Noise.Normal((long)m * _experts, _noise), m, _experts);
             tape.OnDispose([noise]);
             logits = tape.Add(logits, tape.Constant(noise));
         }
@@ -270,12 +259,8 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
             list.Add((r.Prompt, r.TargetNew));
         }
 
-        var pairs = train.Select(t => _ctx.Encode(t.Prompt, t.TargetNew)).ToList();
-        var tb = new TokenBatch(pairs.Select(p => p.Prompt.Concat(p.Target[..^1]).ToArray()).ToList());
-        var targets = new int[tb.B * tb.T];
-        Array.Fill(targets, -100);
-        for (int b = 0; b < pairs.Count; b++)
-            for (int j = 0; j < pairs[b].Target.Length; j++) targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
+        var tf = TeacherForcing.Build(_ctx, train);
+        var (tb, targets, pairs) = (tf.Batch, tf.Targets, tf.Pairs);
 
         using var residual = _layer > 0 ? _ctx.Model.ResidualAt(tb, _layer) : null;
         var group = _groups[g];
@@ -284,7 +269,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         int step = 0;
         float ce = float.NaN;
         long routedRows = 0;
-        var noiseRng = new Random(_seed + 104729 * (_batches.Count + 1));
+        var noiseRng = new SeededRandom(_seed + 104729 * (_batches.Count + 1));
         try
         {
             for (step = 1; step <= _steps; step++)
@@ -368,9 +353,9 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     // ---------------------------------------------------------------- edit state
 
     /// <summary>
-    /// The edit state as one safetensors file (written atomically): every group's gate and experts
-    /// (g{i}.wx, g{i}.wa, g{i}.a, g{i}.b), the anchor embeddings; in the metadata the hyper-parameters, the
-    /// anchors (subject, group), the requests per subject (for replay) and the batch log.
+    /// The edit state as one edit-state file: every group's gate and experts (g{i}.wx, g{i}.wa, g{i}.a,
+    /// g{i}.b), the anchor embeddings; in the metadata the anchors (subject, group), the requests per subject
+    /// (for replay) and the batch log.
     /// </summary>
     public void Save(string path)
     {
@@ -383,62 +368,75 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
                 tensors.Add(($"g{g}.{ExpertGroup.ParamNames[i]}", new HostTensor(w.Shape.ToArray(), be.ToFloatArray(w))));
             }
         tensors.Add(("anchors", new HostTensor([_index.Count, _embW], _index.Anchors.SelectMany(a => a.Embedding).ToArray())));
-        var meta = new Dictionary<string, string>
+        EditStateFile.Save(path, Name, _hp, tensors, new Dictionary<string, JsonNode?>
         {
-            ["editor"] = Name, ["hparams"] = _hp.ToJsonString(), ["groups"] = _groups.Count.ToString(CultureInfo.InvariantCulture),
-            ["next_id"] = _nextId.ToString(CultureInfo.InvariantCulture),
-            ["anchors"] = new JsonArray(_index.Anchors.Select(a => (JsonNode)new JsonObject { ["subject"] = a.Subject, ["group"] = a.Group }).ToArray()).ToJsonString(),
+            ["groups"] = _groups.Count,
+            ["next_id"] = _nextId,
+            ["anchors"] = new JsonArray(_index.Anchors.Select(a => (JsonNode)new JsonObject { ["subject"] = a.Subject, ["group"] = a.Group }).ToArray()),
             ["requests"] = new JsonObject(_done.Select(kv => KeyValuePair.Create(kv.Key,
-                (JsonNode?)new JsonArray(kv.Value.Select(r => (JsonNode)new JsonArray(r.Prompt, r.Target)).ToArray())))).ToJsonString(),
-            ["batches"] = new JsonArray(_batches.Select(b => (JsonNode)b.DeepClone()).ToArray()).ToJsonString(),
-        };
-        SafeTensorsWriter.Write(path, tensors, meta);
+                (JsonNode?)new JsonArray(kv.Value.Select(r => (JsonNode)new JsonArray(r.Prompt, r.Target)).ToArray())))),
+            ["batches"] = new JsonArray(_batches.Select(b => (JsonNode)b.DeepClone()).ToArray()),
+        });
     }
 
     public void Load(string path)
     {
-        using var f = SafeTensorsFile.Open(path);
-        if (!f.Metadata.TryGetValue("editor", out var e) || e != Name) throw new InvalidDataException($"{path}: not a {Name} edit state.");
-        var saved = JsonNode.Parse(f.Metadata["hparams"])!.AsObject();
-        foreach (var k in new[] { "layer", "experts", "rank", "anchors", "anchor_in_router" })
-            if (saved[k]?.ToJsonString() != _hp[k]?.ToJsonString())
-                throw new InvalidDataException($"{path}: saved with {k} = {saved[k]?.ToJsonString()}, this editor has {_hp[k]?.ToJsonString()}.");
-        int groups = int.Parse(f.Metadata["groups"], CultureInfo.InvariantCulture);
+        // Read and check everything, and build the new index, before changing anything: a bad file leaves the editor as it was.
+        var shapes = new[] { new[] { _inW, _experts }, [_embW, _experts], [_experts, _inW, _rank], [_experts, _rank, _outW] };
+        var weights = new List<HostTensor[]>();
+        var index = new AnchorIndex(_ctx.Directory.Tokenizer);
+        Dictionary<string, List<(string Prompt, string Target)>> done;
+        List<JsonObject> batches;
+        int nextId;
+        using (var state = EditStateFile.Open(path, Name))
+        {
+            state.RequireSame("layer", _site, (h, k) => h.String(k));
+            state.RequireSame("experts", _experts, (h, k) => h.Int(k));
+            state.RequireSame("rank", _rank, (h, k) => h.Int(k));
+            state.RequireSame("anchors", _useAnchors, (h, k) => h.Bool(k));
+            state.RequireSame("anchor_in_router", _hp.Bool("anchor_in_router"), (h, k) => h.Bool(k));
+            int groups = state.Int("groups", 0, 1 << 20);
+            for (int g = 0; g < groups; g++)
+                weights.Add(ExpertGroup.ParamNames.Select((n, i) => state.Tensor($"g{g}.{n}", shapes[i])).ToArray());
+            var anchors = state.Read("anchors", j => j.AsArray().Select(a => (Subject: a!["subject"]!.GetValue<string>(), Group: a["group"]!.GetValue<int>())).ToList());
+            var emb = state.Tensor("anchors", anchors.Count, _embW);
+            for (int i = 0; i < anchors.Count; i++)
+            {
+                var (subject, group) = anchors[i];
+                if (group < 0 || group >= groups) throw state.Invalid($"anchor {i} (\"{subject}\") names group {group} of {groups}.");
+                try { index.Add(subject, emb.Data.AsSpan(i * _embW, _embW).ToArray(), group); }
+                catch (ArgumentException e) { throw state.Invalid($"anchor {i}: {e.Message}"); }
+                if (index.Count != i + 1) throw state.Invalid($"anchor {i} (\"{subject}\") is listed twice.");
+            }
+            done = state.Read("requests", j => j.AsObject().ToDictionary(kv => kv.Key,
+                kv => kv.Value!.AsArray().Select(r => (r![0]!.GetValue<string>(), r[1]!.GetValue<string>())).ToList(), StringComparer.Ordinal));
+            batches = state.Read("batches", j => j.AsArray().Select(b => b!.AsObject().DeepClone().AsObject()).ToList());
+            nextId = state.Int("next_id", 0);
+        }
         var be = _ctx.Model.Backend;
         var loaded = new List<ExpertGroup>();
         try
         {
-            for (int g = 0; g < groups; g++)
+            foreach (var ws in weights)
             {
-                var ws = ExpertGroup.ParamNames.Select(n =>
-                {
-                    var h = f.Read($"g{g}.{n}");
-                    return be.FromArray(h.Data, h.Shape);
-                }).ToArray();
-                loaded.Add(new ExpertGroup(be, ws));
-                if (ws[0].Shape[0] != _inW || ws[3].Shape[2] != _outW)
-                    throw new InvalidDataException($"{path}: group {g} has widths {ws[0].Shape[0]} → {ws[3].Shape[2]}, the layer {_site} has {_inW} → {_outW}.");
+                var tensors = new List<Tensor>();
+                try { foreach (var h in ws) tensors.Add(be.FromArray(h.Data, h.Shape)); }
+                catch { foreach (var t in tensors) t.Dispose(); throw; }
+                loaded.Add(new ExpertGroup(be, [.. tensors]));
             }
         }
         catch { foreach (var g in loaded) g.Dispose(); throw; }
         Reset();
         _groups.AddRange(loaded);
-        var emb = f.Read("anchors");
-        var anchors = JsonNode.Parse(f.Metadata["anchors"])!.AsArray();
-        for (int i = 0; i < anchors.Count; i++)
-        {
-            var a = anchors[i]!.AsObject();
-            _index.Add((string)a["subject"]!, emb.Data.AsSpan(i * _embW, _embW).ToArray(), (int)a["group"]!);
-        }
-        foreach (var (subject, reqs) in JsonNode.Parse(f.Metadata["requests"])!.AsObject())
-            _done[subject] = reqs!.AsArray().Select(r => ((string)r![0]!, (string)r[1]!)).ToList();
-        _batches.AddRange(JsonNode.Parse(f.Metadata["batches"])!.AsArray().Select(b => b!.AsObject().DeepClone().AsObject()));
-        _nextId = int.Parse(f.Metadata["next_id"], CultureInfo.InvariantCulture);
+        _index = index;
+        foreach (var (subject, reqs) in done) _done[subject] = reqs;
+        _batches.AddRange(batches);
+        _nextId = nextId;
     }
 
     public void Dispose()
     {
         Reset();
-        _ctx.Model.Adapters.Remove(_site);
+        _attached.Dispose();
     }
 }

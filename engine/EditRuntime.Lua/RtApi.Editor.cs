@@ -116,7 +116,7 @@ internal sealed partial class RtApi
                 catch (LuaArgumentException e) { throw new LuaArgumentException($"{c.Name}: cfg.hparams.{kv.Key}: {e.Message}"); }
             });
             var file = Str(o, "hparams_file", c) is string f ? Paths.CheckRead(f, c.Name) : null;
-            var editor = EditorRegistry.Create(name, model.Context, Str(o, "family", c) ?? model.Family, file, overrides);
+            var editor = EditorRegistry.Create(name, model.Context, Str(o, "family", c) ?? model.Family, file, overrides, "cfg.hparams");
             return c.Return(new EditorObject(editor, model));
         });
         Fn("rt.editor.define", 1, 1, "rt.editor.define{name=, model=, edit=function(requests) ... end, reset=function() ... end[, remove=, save=, load=, info=, paper=, hparams=]}", c =>

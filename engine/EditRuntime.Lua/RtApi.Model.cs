@@ -129,9 +129,9 @@ internal sealed partial class RtApi
             Method("Model:loss", 1, 1, "model:loss(requests)", c =>
             {
                 var m = c.Self<ModelObject>();
-                var (tb, targets) = TeacherForcing(m.Context, ReadRequests(c, 1));
+                var tf = TeacherForcing.Build(m.Context, ReadRequests(c, 1));
                 using var tape = new Tape(m.Model.Backend);
-                var loss = m.Model.Loss(tape, m.Model.Bind(tape, _ => false), tb, targets);
+                var loss = m.Model.Loss(tape, m.Model.Bind(tape, _ => false), tf.Batch, tf.Targets);
                 return c.Return((double)m.Model.Backend.ToFloatArray(loss.Value)[0]);
             }),
             Method("Model:close", 0, 0, "model:close()", c =>
@@ -165,34 +165,20 @@ internal sealed partial class RtApi
         return list.Select((p, k) => p is string s && s.Trim().Length > 0 ? s : throw c.ArgError(i, $"prompts[{k + 1}]: a non-empty string expected")).ToList();
     }
 
-    /// <summary>Token batch of prompt + target (minus its last token) and the per-position targets (−100 elsewhere):
-    /// the teacher-forced cross-entropy of target_new after each prompt, as FT-L trains it.</summary>
-    internal static (TokenBatch Batch, int[] Targets) TeacherForcing(EditorContext ctx, IReadOnlyList<EditRequest> reqs)
-    {
-        var pairs = reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList();
-        var tb = new TokenBatch(pairs.Select(p => p.Prompt.Concat(p.Target[..^1]).ToArray()).ToList());
-        var targets = new int[tb.B * tb.T];
-        Array.Fill(targets, -100);
-        for (int b = 0; b < tb.B; b++)
-            for (int j = 0; j < pairs[b].Target.Length; j++)
-                targets[b * tb.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
-        return (tb, targets);
-    }
-
     private (double Loss, Dictionary<string, object?> Grads) Grad(ModelObject m, List<EditRequest> reqs, List<string> names)
     {
         var model = m.Model;
         var be = model.Backend;
         long bytes = names.Sum(n => model.Parameters[n].Count * 4L);
         ReserveTensorBytes(bytes);
-        var (tb, targets) = TeacherForcing(m.Context, reqs);
+        var tf = TeacherForcing.Build(m.Context, reqs);   // target_new after each prompt, as the editors train
         var grads = new Dictionary<string, object?>();
         long taken = 0;
         try
         {
             using var tape = new Tape(be);
             var p = model.Bind(tape, n => names.Contains(n));
-            var loss = model.Loss(tape, p, tb, targets);
+            var loss = model.Loss(tape, p, tf.Batch, tf.Targets);
             tape.Backward(loss);
             double l = be.ToFloatArray(loss.Value)[0];
             foreach (var n in names)
@@ -218,19 +204,12 @@ internal sealed partial class RtApi
         var be = model.Backend;
         var seqs = prompts.Select(p => m.Directory.EncodePrompt(p.TrimEnd())).ToList();
         var tb = new TokenBatch(seqs);
-        model.Adapters.TryGetValue(site, out var inner);
-        var capture = new CaptureAdapter(inner, input);
-        model.Adapters[site] = capture;
-        Tensor? all = null;
-        try
+        Tensor all;
+        using (var capture = model.Capture(site, input ? SiteCapture.Keep.Input : SiteCapture.Keep.Output))
         {
-            using var tape = new Tape(be);
-            model.Logits(tape, model.Bind(tape, _ => false), tb);
-            all = capture.Captured ?? throw new InvalidOperationException($"the forward did not reach {site}");
-        }
-        finally
-        {
-            if (inner is null) model.Adapters.Remove(site); else model.Adapters[site] = inner;
+            using (var tape = new Tape(be)) model.Logits(tape, model.Bind(tape, _ => false), tb);
+            if (capture.Forwards == 0) throw new InvalidOperationException($"the forward did not reach {site}");
+            all = input ? capture.TakeInput() : capture.TakeOutput();
         }
         int C = all.Shape[^1];
         if (!last)
@@ -248,19 +227,5 @@ internal sealed partial class RtApi
             return new TensorObject(this, rows, owned: true, null, $"{site} {(input ? "input" : "output")} at the last prompt token", reserved: true);
         }
         finally { all.Dispose(); }
-    }
-
-    /// <summary>Copies a linear site's input or output during one forward, passing through any adapter already there.</summary>
-    private sealed class CaptureAdapter(ILinearAdapter? inner, bool input) : ILinearAdapter
-    {
-        public Tensor? Captured { get; private set; }
-
-        public Var Apply(Tape tape, string site, Var x, Var y, ForwardContext context)
-        {
-            var outVar = inner?.Apply(tape, site, x, y, context) ?? y;
-            Captured?.Dispose();
-            Captured = tape.Backend.Scale((input ? x : outVar).Value, 1f); // a copy the tape does not own
-            return outVar;
-        }
     }
 }

@@ -7,42 +7,10 @@ using NUnit.Framework;
 
 namespace EditRuntime.Tests;
 
-/// <summary>The FT-L baseline on the built-in model, on both backends: edit, save, reset, load.</summary>
+/// <summary>The FT-L baseline on the built-in model: the registry and the protocols around it (edit, reset, save, load: <see cref="EditorContractTests"/>).</summary>
 public sealed class FtLEditorTests : GpuTest
 {
 
-
-    private static double Es(EditorContext ctx, IEnumerable<Editing.EditRequest> reqs) =>
-        EditMetrics.Efficacy(ctx.Model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList()));
-
-    [TestCase("torch")]
-    [TestCase("vulkan")]
-    public void Edit_save_reset_load(string backend)
-    {
-        using var s = EditorFixtures.Open(backend);
-        var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
-        var reqs = EditorFixtures.Requests(2);
-        using var editor = EditorRegistry.Create("ft-l", ctx, "editrt-tiny");
-        Assert.That(editor.Describe().LayersTouched, Is.EqualTo(new[] { "h.2.mlp.c_proj" }));
-        double before = Es(ctx, reqs);
-        editor.Edit(reqs);
-        double after = Es(ctx, reqs);
-        TestContext.Out.WriteLine($"{backend}: ES before {before:0.00}, after {after:0.00}");
-        Assert.That(before, Is.LessThan(0.5));
-        Assert.That(after, Is.EqualTo(1.0), "both edits hold");
-        var path = Path.Combine(Path.GetTempPath(), $"ftl-{Guid.NewGuid():N}.safetensors");
-        try
-        {
-            var edited = model.NextTokenLogits(ctx.Encode(reqs[0].Prompt, reqs[0].TargetNew).Prompt);
-            editor.Save(path);
-            editor.Reset();
-            Assert.That(Es(ctx, reqs), Is.EqualTo(before).Within(1e-9), "reset restores the model");
-            editor.Load(path);
-            Assert.That(model.NextTokenLogits(ctx.Encode(reqs[0].Prompt, reqs[0].TargetNew).Prompt), Is.EqualTo(edited).Within(1e-4), "load gives the same predictions");
-        }
-        finally { File.Delete(path); }
-        Assert.Throws<NotSupportedException>(() => editor.Remove(0));
-    }
 
     [Test]
     public void Registry_names_editors_and_rejects_unknown_hyper_parameters()
@@ -51,8 +19,10 @@ public sealed class FtLEditorTests : GpuTest
         var (md, model, ctx) = (s.Md, s.Model, s.Ctx);
         Assert.That(EditorRegistry.Names, Does.Contain("FT-L"));
         Assert.That(Assert.Throws<KeyNotFoundException>(() => EditorRegistry.Create("nope", ctx, "editrt-tiny"))!.Message, Does.Contain("FT-L"));
-        Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["lr2"] = "1" }))!.Message,
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["lr2"] = "1" }))!.Message,
             Does.Contain("lr2").And.Contain("norm_constraint"));
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["steps"] = "abc" }))!.Message,
+            Is.EqualTo("--set steps=abc: hyper-parameter \"steps\" of FT-L must be an integer in [1, 100000], got the string \"abc\"."));
         using var e = EditorRegistry.Create("FT-L", ctx, "editrt-tiny", overrides: new Dictionary<string, string> { ["steps"] = "3" });
         Assert.That((double)e.Describe().HyperParameters["steps"]!, Is.EqualTo(3));
     }

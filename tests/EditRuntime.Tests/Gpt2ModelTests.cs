@@ -255,14 +255,64 @@ public sealed class Gpt2ModelTests : GpuTest
         var ids = new[] { 3, 1, 4, 1, 5 };
         var plain = model.NextTokenLogits(ids);
         var adapter = new DoubleOutput();
-        model.Adapters["h.1.mlp.c_proj"] = adapter;
+        var handle = model.Attach("h.1.mlp.c_proj", adapter, "test");
         var adapted = model.NextTokenLogits(ids);
         Assert.That(adapter.Calls, Is.EqualTo(1));
         // Over random models of seeds 0–999 doubling this output moved the logits at least 0.118 relative: 100x the bound.
         Assert.That(OpValidation.Compare(adapted, plain), Is.GreaterThan(1e-3), "the adapter changed the output");
-        model.Adapters.Clear();
-        Assert.That(model.NextTokenLogits(ids), Is.EqualTo(plain), "removing it restores the model exactly");
-        model.Adapters["h.9.mlp.c_proj"] = adapter;
-        Assert.Throws<ArgumentException>(() => model.NextTokenLogits(ids), "a site the model does not have");
+        Assert.That(model.AttachedAdapters, Is.EqualTo(new Dictionary<string, string> { ["h.1.mlp.c_proj"] = "test" }));
+        handle.Dispose();
+        Assert.That(model.NextTokenLogits(ids), Is.EqualTo(plain), "detaching it restores the model exactly");
+        Assert.That(model.AttachedAdapters, Is.Empty);
+        Assert.That(Assert.Throws<ArgumentException>(() => model.Attach("h.9.mlp.c_proj", adapter, "test"))!.Message, Does.Contain("h.9.mlp.c_proj"), "a site the model does not have");
+        Assert.Throws<ArgumentException>(() => model.Attach("wte", adapter, "test"));
+    }
+
+    [Test]
+    public void A_taken_site_is_refused_naming_its_owner_and_a_handle_detaches_only_what_it_attached()
+    {
+        var be = new VulkanBackend(Device);
+        using var model = new Gpt2Model(be, Small, Gpt2Model.RandomWeights(Small, Rng.Next()));
+        var first = model.Attach("h.0.mlp.c_fc", new DoubleOutput(), "FIRST");
+        var e = Assert.Throws<InvalidOperationException>(() => model.Attach("h.0.mlp.c_fc", new DoubleOutput(), "SECOND"))!;
+        Assert.That(e.Message, Does.Contain("h.0.mlp.c_fc").And.Contain("FIRST").And.Contain("SECOND"));
+        first.Dispose();
+        var second = model.Attach("h.0.mlp.c_fc", new DoubleOutput(), "SECOND");
+        first.Dispose();   // a stale handle: the site now belongs to SECOND, which stays
+        Assert.That(model.AttachedAdapters["h.0.mlp.c_fc"], Is.EqualTo("SECOND"));
+        second.Dispose();
+        Assert.That(model.AttachedAdapters, Is.Empty);
+    }
+
+    [Test]
+    public void Capture_records_a_sites_input_and_its_output_after_the_adapter()
+    {
+        var be = new VulkanBackend(Device);
+        using var model = new Gpt2Model(be, Small, Gpt2Model.RandomWeights(Small, Rng.Next()));
+        var batch = new TokenBatch([[3, 1, 4], [1, 5]]);
+        float[] Run(SiteCapture c, bool input)
+        {
+            using (var tape = new Tape(be)) model.Logits(tape, model.Bind(tape, _ => false), batch);
+            return be.ToFloatArray(input ? c.Input! : c.Output!);
+        }
+        using var plain = model.Capture("h.1.mlp.c_proj");
+        var x = Run(plain, input: true);
+        var y = be.ToFloatArray(plain.Output!);
+        Assert.That(plain.Input!.Shape, Is.EqualTo(new[] { 2, 3, 4 * Small.NEmbd }));
+        Assert.That(plain.Output!.Shape, Is.EqualTo(new[] { 2, 3, Small.NEmbd }));
+        using (model.Attach("h.1.mlp.c_proj", new DoubleOutput(), "test"))
+        {
+            using var outputOnly = model.Capture("h.1.mlp.c_proj", SiteCapture.Keep.Output);
+            var doubled = Run(outputOnly, input: false);
+            Assert.That(outputOnly.Input, Is.Null, "only what was asked for is copied");
+            Assert.That(doubled, Is.EqualTo(y.Select(v => v + v).ToArray()), "the output after the adapter");
+            Assert.That(be.ToFloatArray(plain.Input!), Is.EqualTo(x), "the adapter does not change the input");
+            Assert.That(plain.Forwards, Is.EqualTo(2));
+        }
+        using var taken = plain.TakeOutput();
+        Assert.Throws<InvalidOperationException>(() => plain.TakeOutput(), "taken once");
+        plain.Dispose();
+        using (var tape = new Tape(be)) model.Logits(tape, model.Bind(tape, _ => false), batch);
+        Assert.That(plain.Forwards, Is.EqualTo(2), "a disposed capture records nothing more");
     }
 }

@@ -80,12 +80,17 @@ public sealed class MeloEditorTests : GpuTest
             var e = Assert.Throws<InvalidOperationException>(() => editor.Edit([reqs[2]]))!;
             Assert.That(e.Message, Does.Contain("all 2 LoRA blocks").And.Contain("num_blocks"));
         }
-        Assert.That(model.Adapters, Is.Empty, "dispose unhooks the editor");
-        Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("key_layer=h.3.mlp.c_fc")))!.Message,
+        Assert.That(model.AttachedAdapters, Is.Empty, "dispose unhooks the editor");
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("key_layer=h.3.mlp.c_fc")))!.Message,
             Does.Contain("must run before every LoRA layer"));
-        Assert.That(Assert.Throws<ArgumentException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("lora_layers=h.9.mlp.c_fc")))!.Message,
-            Does.Contain("not a linear site"));
-        Assert.That(model.Adapters, Is.Empty, "a rejected configuration leaves no adapter behind");
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", ctx, "editrt-tiny", overrides: Set("lora_layers=h.9.mlp.c_fc")))!.Message,
+            Does.Contain("lora_layers").And.Contain("linear site").And.Contain("h.9.mlp.c_fc"));
+        // 1,700 blocks of rank 2 on h.2.mlp.c_proj (768 → 192) and h.3.mlp.c_fc (192 → 768): 26.1 MB of banks, stated before allocating.
+        var limited = ctx with { DeviceMemoryLimit = 16 << 20 };
+        Assert.That(Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", limited, "editrt-tiny"))!.Message,
+            Does.Contain("LoRA banks").And.Contain("24.9 MiB").And.Contain("num_blocks = 1700").And.Contain("over the limit of 16.0 MiB"));
+        EditorRegistry.Create("MELO", limited, "editrt-tiny", overrides: Set("num_blocks=1000")).Dispose();
+        Assert.That(model.AttachedAdapters, Is.Empty, "a rejected configuration leaves no adapter behind");
         Assert.That((string)EditorRegistry.Defaults("MELO", "gpt2-xl")["key_layer"]!, Is.EqualTo("h.35.mlp.c_fc"));
         // The GPT-2 and GPT2-XL defaults fit models of those depths (narrow random stand-ins): one edit each.
         foreach (var (family, layers) in new[] { ("gpt2", 12), ("gpt2-xl", 48) })

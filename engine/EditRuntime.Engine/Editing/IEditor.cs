@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using EditRuntime.Models;
 
@@ -8,6 +7,9 @@ namespace EditRuntime.Editing;
 /// <summary>The model an editor works on, and how its prompts are tokenised.</summary>
 public sealed record EditorContext(Gpt2Model Model, ModelDirectory Directory)
 {
+    /// <summary>The device memory an editor's state may take (null: no limit); editors check their estimate with <see cref="EditorMemory.Require"/>.</summary>
+    public long? DeviceMemoryLimit { get; init; }
+
     /// <summary>(prompt ids, target ids) of a request: prompt as the model expects it, target with its leading space.</summary>
     public (int[] Prompt, int[] Target) Encode(string prompt, string target) =>
         (Directory.EncodePrompt(prompt), Directory.Tokenizer.Encode(" " + target));
@@ -36,7 +38,11 @@ public interface IEditor : IDisposable
     void Load(string path);
 }
 
-/// <summary>Marks an editor class for the registry: its name and the folder of its default hyper-parameters.</summary>
+/// <summary>
+/// Marks an editor class for the registry: its name and its folder under editor-plugins/ (where
+/// hparams/FAMILY.json live). The class implements <see cref="IEditor"/> and has a constructor
+/// <c>(EditorContext, HyperParameters)</c> that reads every hyper-parameter before it allocates anything.
+/// </summary>
 [AttributeUsage(AttributeTargets.Class)]
 public sealed class EditorPluginAttribute(string name, string folder) : Attribute
 {
@@ -46,58 +52,134 @@ public sealed class EditorPluginAttribute(string name, string folder) : Attribut
 }
 
 /// <summary>
-/// Finds editors by name (case-insensitive) among the classes marked [EditorPlugin] and builds them
-/// from hyper-parameters: the plugin's defaults for the model family
-/// (editor-plugins/NAME/hparams/FAMILY.json, embedded at build time), then a user file, then
-/// key=value overrides.
+/// Finds editors by name (case-insensitive) among the classes marked [EditorPlugin] in the editor
+/// assemblies — every <c>EditRuntime.Editors*.dll</c> beside the application or the engine (the CLI, the
+/// Lua host and the tests reference editor-plugins/EditRuntime.Editors.csproj, so it is there), plus any
+/// assembly a host passes to <see cref="Register"/> — and builds them from hyper-parameters: the plugin's
+/// defaults for the model family (editor-plugins/FOLDER/hparams/FAMILY.json, embedded in its assembly),
+/// then a user file, then key=value overrides.
 /// </summary>
 public static class EditorRegistry
 {
-    private static readonly Dictionary<string, Type> s_plugins = typeof(EditorRegistry).Assembly.GetTypes()
-        .Where(t => t.GetCustomAttribute<EditorPluginAttribute>() is not null && typeof(IEditor).IsAssignableFrom(t))
-        .ToDictionary(t => t.GetCustomAttribute<EditorPluginAttribute>()!.Name, t => t, StringComparer.OrdinalIgnoreCase);
+    /// <summary>File names of the assemblies searched for editors.</summary>
+    public const string AssemblyPattern = "EditRuntime.Editors*.dll";
 
-    public static IReadOnlyCollection<string> Names => s_plugins.Keys;
+    private static readonly object s_lock = new();
+    private static readonly HashSet<Assembly> s_assemblies = new();
+    private static Dictionary<string, Type>? s_plugins;
+
+    /// <summary>Adds the editors of an assembly that is not found by <see cref="AssemblyPattern"/>.</summary>
+    public static void Register(Assembly assembly)
+    {
+        lock (s_lock)
+        {
+            s_assemblies.Add(assembly);
+            s_plugins = null;   // indexed again, with it, on the next look-up
+        }
+    }
+
+    public static IReadOnlyCollection<string> Names { get { lock (s_lock) return Plugins().Keys.ToList(); } }
+
+    /// <summary>The assembly and type of a registered editor.</summary>
+    public static Type EditorType(string name)
+    {
+        lock (s_lock)
+            return Plugins().TryGetValue(name, out var t) ? t
+                : throw new KeyNotFoundException($"No editor \"{name}\". Editors: {string.Join(", ", Plugins().Keys.OrderBy(n => n))}.");
+    }
+
+    private static Dictionary<string, Type> Plugins() => s_plugins ??= Index(Discover().Concat(s_assemblies).ToHashSet());
+
+    private static IEnumerable<Assembly> Discover()
+    {
+        var dirs = new[] { AppContext.BaseDirectory, Path.GetDirectoryName(typeof(EditorRegistry).Assembly.Location) }
+            .Where(d => !string.IsNullOrEmpty(d) && Directory.Exists(d)).Select(d => Path.GetFullPath(d!)).Distinct();
+        var found = new List<Assembly>();
+        foreach (var file in dirs.SelectMany(d => Directory.EnumerateFiles(d, AssemblyPattern)).OrderBy(f => f, StringComparer.Ordinal))
+        {
+            var name = AssemblyName.GetAssemblyName(file);
+            var loaded = AppDomain.CurrentDomain.GetAssemblies().FirstOrDefault(a => a.GetName().Name == name.Name);
+            if (loaded is null)
+            {
+                // By name when the host references it (it is in the application's dependency list), else from the file.
+                try { loaded = Assembly.Load(name); }
+                catch (FileNotFoundException) { loaded = System.Runtime.Loader.AssemblyLoadContext.Default.LoadFromAssemblyPath(file); }
+            }
+            found.Add(loaded);
+        }
+        return found;
+    }
+
+    private static Dictionary<string, Type> Index(IEnumerable<Assembly> assemblies)
+    {
+        var index = new Dictionary<string, Type>(StringComparer.OrdinalIgnoreCase);
+        foreach (var t in assemblies.SelectMany(a => a.GetTypes()))
+        {
+            if (t.GetCustomAttribute<EditorPluginAttribute>() is not { } attr) continue;
+            if (!typeof(IEditor).IsAssignableFrom(t) || t.GetConstructor([typeof(EditorContext), typeof(HyperParameters)]) is null)
+                throw new InvalidOperationException($"Editor {attr.Name} ({t.FullName}): an editor implements IEditor and has a constructor (EditorContext, HyperParameters).");
+            if (index.TryGetValue(attr.Name, out var other) && other != t)
+                throw new InvalidOperationException($"Two editors are named {attr.Name}: {other.FullName} ({other.Assembly.GetName().Name}) and {t.FullName} ({t.Assembly.GetName().Name}).");
+            index[attr.Name] = t;
+        }
+        return index;
+    }
+
+    private static (Type Type, EditorPluginAttribute Plugin) Find(string name)
+    {
+        var type = EditorType(name);
+        return (type, type.GetCustomAttribute<EditorPluginAttribute>()!);
+    }
+
+    /// <summary>The resource name of a plugin's defaults for a family (as its assembly embeds them).</summary>
+    private static string DefaultsName(EditorPluginAttribute plugin, string family) => $"editor-plugins/{plugin.Folder}/hparams/{family}.json";   // as EditRuntime.Editors.csproj names them
+
+    /// <summary>The model families a plugin ships defaults for (its hparams/FAMILY.json files).</summary>
+    public static IReadOnlyList<string> Families(string plugin)
+    {
+        var (type, attr) = Find(plugin);
+        var dir = $"editor-plugins/{attr.Folder}/hparams/";
+        return type.Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith(dir, StringComparison.Ordinal) && n.EndsWith(".json", StringComparison.Ordinal))
+            .Select(n => n[dir.Length..^".json".Length]).OrderBy(f => f, StringComparer.Ordinal).ToList();
+    }
 
     /// <summary>The embedded default hyper-parameters of a plugin for a model family (e.g. "editrt-tiny", "gpt2").</summary>
     public static JsonObject Defaults(string plugin, string family)
     {
-        if (!s_plugins.TryGetValue(plugin, out var type))
-            throw new KeyNotFoundException($"No editor \"{plugin}\". Editors: {string.Join(", ", Names.OrderBy(n => n))}.");
-        var name = $"editor-plugins/{type.GetCustomAttribute<EditorPluginAttribute>()!.Folder}/hparams/{family}.json";
-        using var s = typeof(EditorRegistry).Assembly.GetManifestResourceStream(name)
-            ?? throw new KeyNotFoundException($"Editor {plugin} has no default hyper-parameters for model family \"{family}\" ({name}).");
-        return JsonNode.Parse(s)!.AsObject();
+        var (type, attr) = Find(plugin);
+        var name = DefaultsName(attr, family);
+        using var s = type.Assembly.GetManifestResourceStream(name)
+            ?? throw new KeyNotFoundException($"Editor {attr.Name} has no default hyper-parameters for model family \"{family}\" ({name}).");
+        using var reader = new StreamReader(s);
+        return HyperParameters.ParseFile(reader.ReadToEnd(), name);
     }
 
-    public static IEditor Create(string name, EditorContext context, string family, string? hparamsFile = null, IReadOnlyDictionary<string, string>? overrides = null)
+    /// <summary>Builds an editor: defaults for <paramref name="family"/>, then <paramref name="hparamsFile"/>, then <paramref name="overrides"/> (text values, as --set gives them).</summary>
+    /// <param name="overridesSource">How errors name the overrides ("--set" on the command line).</param>
+    /// <exception cref="HyperParameterException">An unknown key, a duplicate key in the file, a wrong type or an out-of-range value.</exception>
+    public static IEditor Create(string name, EditorContext context, string family, string? hparamsFile = null,
+        IReadOnlyDictionary<string, string>? overrides = null, string overridesSource = "--set")
     {
-        if (!s_plugins.TryGetValue(name, out var type))
-            throw new KeyNotFoundException($"No editor \"{name}\". Editors: {string.Join(", ", Names.OrderBy(n => n))}.");
-        var pluginName = type.GetCustomAttribute<EditorPluginAttribute>()!.Name;
-        var hp = Defaults(pluginName, family);
-        if (hparamsFile is not null)
-        {
-            JsonObject user;
-            try { user = JsonNode.Parse(File.ReadAllText(hparamsFile))?.AsObject() ?? throw new InvalidDataException($"{hparamsFile}: not a JSON object."); }
-            catch (JsonException e) { throw new InvalidDataException($"{hparamsFile}: {e.Message}"); }
-            foreach (var (k, v) in user)
-            {
-                if (!hp.ContainsKey(k)) throw new ArgumentException($"{hparamsFile}: \"{k}\" is not a hyper-parameter of {pluginName} (known: {string.Join(", ", hp.Select(p => p.Key))}).");
-                hp[k] = v?.DeepClone();
-            }
-        }
+        var (type, attr) = Find(name);
+        var hp = new HyperParameters(attr.Name, Defaults(attr.Name, family), DefaultsName(attr, family));
+        if (hparamsFile is not null) hp.Apply(HyperParameters.ParseFile(File.ReadAllText(hparamsFile), hparamsFile), hparamsFile);
         foreach (var (k, v) in overrides ?? new Dictionary<string, string>())
-        {
-            if (!hp.ContainsKey(k)) throw new ArgumentException($"override {k}={v}: not a hyper-parameter of {pluginName} (known: {string.Join(", ", hp.Select(p => p.Key))}).");
-            hp[k] = double.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out var d) ? JsonValue.Create(d) : JsonValue.Create(v);
-        }
-        try { return (IEditor)Activator.CreateInstance(type, context, hp)!; }
+            hp.Set(k, HyperParameters.ParseOverride(v), $"{overridesSource} {k}={v}");
+        IEditor editor;
+        try { editor = (IEditor)Activator.CreateInstance(type, context, hp)!; }
         catch (TargetInvocationException e) when (e.InnerException is not null)
         {
-            // The plugin's own error (a bad hyper-parameter, a missing site), not the reflection wrapper.
+            // The plugin's own error (a bad hyper-parameter, a taken site), not the reflection wrapper.
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
             throw;
         }
+        if (hp.Unread.Count > 0)
+        {
+            editor.Dispose();
+            throw new InvalidOperationException($"{attr.Name} did not read its hyper-parameter(s) {string.Join(", ", hp.Unread)} ({string.Join(", ", hp.Unread.Select(hp.SourceOf).Distinct())}): " +
+                                                "an editor reads every hyper-parameter in its constructor (remove the key from the file, or read it).");
+        }
+        return editor;
     }
 }

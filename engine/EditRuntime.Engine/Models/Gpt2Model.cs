@@ -73,13 +73,65 @@ public sealed class Gpt2Model : IDisposable
     public IBackend Backend { get; }
     public Gpt2Config Config { get; }
 
-    /// <summary>
-    /// Adapters on linear sites — "h.{i}.attn.c_attn", "h.{i}.attn.c_proj", "h.{i}.mlp.c_fc",
-    /// "h.{i}.mlp.c_proj" — through which editors (LoRA blocks, codebooks, expert bypasses) change the
-    /// forward without touching the frozen weights. Each sees the site's input and output.
-    /// </summary>
-    public Dictionary<string, ILinearAdapter> Adapters { get; } = new();
+    // Adapters on linear sites (one per site, see Attach) and activation captures (any number per site).
+    private readonly Dictionary<string, AdapterHandle> _adapters = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<SiteCapture>> _captures = new(StringComparer.Ordinal);
+
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
+
+    /// <summary>The sites that have an adapter, and who attached it (<see cref="Attach"/>).</summary>
+    public IReadOnlyDictionary<string, string> AttachedAdapters => _adapters.ToDictionary(a => a.Key, a => a.Value.Owner);
+
+    /// <summary>
+    /// Hooks an adapter on a linear site — "h.{i}.attn.c_attn", "h.{i}.attn.c_proj", "h.{i}.mlp.c_fc",
+    /// "h.{i}.mlp.c_proj" — through which an editor (LoRA blocks, a codebook, an expert bypass) changes the
+    /// forward without touching the frozen weights; it sees the site's input and output. One adapter per
+    /// site: two editors on one site would each train against a forward the other changes, so a taken site
+    /// is an error naming its owner. Disposing the returned handle detaches exactly this adapter (and only
+    /// once), whatever else was attached or detached meanwhile.
+    /// </summary>
+    /// <param name="owner">Who attaches it (an editor's name), for errors and <see cref="AttachedAdapters"/>.</param>
+    public IDisposable Attach(string site, ILinearAdapter adapter, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        CheckSite(site, owner);
+        if (_adapters.TryGetValue(site, out var taken))
+            throw new InvalidOperationException($"{owner}: the site {site} already has an adapter, attached by {taken.Owner}; one adapter per site (close the {taken.Owner} editor first, or choose another site).");
+        var handle = new AdapterHandle(this, site, adapter, owner);
+        _adapters[site] = handle;
+        return handle;
+    }
+
+    /// <summary>
+    /// Records what the given linear site sees in every forward until disposed: its input and its output
+    /// (after the site's adapter, if any), as copies the capture owns (the forward's own tensors die with its
+    /// tape). Each forward replaces the previous one's. Any number of captures may watch a site.
+    /// </summary>
+    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both)
+    {
+        CheckSite(site, "capture");
+        if (!_captures.TryGetValue(site, out var list)) _captures[site] = list = new List<SiteCapture>();
+        var c = new SiteCapture(this, site, keep);
+        list.Add(c);
+        return c;
+    }
+
+    private void CheckSite(string site, string who)
+    {
+        int layer = SiteLayer(site);
+        if (layer < 0 || layer >= Config.NLayer)
+            throw new ArgumentException($"{who}: \"{site}\" is not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj with N < {Config.NLayer}).");
+    }
+
+    internal void Detach(AdapterHandle handle)
+    {
+        if (_adapters.TryGetValue(handle.Site, out var current) && ReferenceEquals(current, handle)) _adapters.Remove(handle.Site);
+    }
+
+    internal void Detach(SiteCapture capture)
+    {
+        if (_captures.TryGetValue(capture.Site, out var list) && list.Remove(capture) && list.Count == 0) _captures.Remove(capture.Site);
+    }
 
     /// <summary>The linear sites of a block, in the order the forward runs them ("h.{i}." + kind).</summary>
     public static readonly string[] BlockSites = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
@@ -164,9 +216,6 @@ public sealed class Gpt2Model : IDisposable
             if (batch.Padded) { maskT = be.FromArray(batch.Mask, B, T); owned.Add(maskT); }
             var mask = maskT is null ? null : tape.Constant(maskT);
             var ctx = new ForwardContext(batch, start);
-            foreach (var site in Adapters.Keys)
-                if (!p.ContainsKey(site + ".weight") || site.StartsWith("wte") || site.StartsWith("wpe"))
-                    throw new ArgumentException($"Adapter on \"{site}\": not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj).");
             Var x;
             if (residual is not null) x = tape.Constant(residual);
             else
@@ -205,7 +254,10 @@ public sealed class Gpt2Model : IDisposable
     private Var Site(Tape tape, IReadOnlyDictionary<string, Var> p, string site, Var x, ForwardContext ctx)
     {
         var y = tape.Linear(x, p[site + ".weight"], p[site + ".bias"]);
-        return Adapters.TryGetValue(site, out var a) ? a.Apply(tape, site, x, y, ctx) : y;
+        if (_adapters.TryGetValue(site, out var a)) y = a.Adapter.Apply(tape, site, x, y, ctx);
+        if (_captures.TryGetValue(site, out var watching))
+            foreach (var c in watching.ToArray()) c.Record(x.Value, y.Value);
+        return y;
     }
 
     private Var Block(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, int B, int T, LayerCache? cache, ForwardContext ctx)
@@ -445,11 +497,80 @@ public sealed record ForwardContext(TokenBatch Batch, int Start);
 /// <summary>A forward produced NaN or ∞ where a finite value is required (logits, log-probabilities, a loss); the message names the step.</summary>
 public sealed class NonFiniteException(string message) : ArithmeticException(message);
 
-/// <summary>Changes the output of one linear site of a <see cref="Gpt2Model"/> (see <see cref="Gpt2Model.Adapters"/>).</summary>
+/// <summary>Changes the output of one linear site of a <see cref="Gpt2Model"/> (see <see cref="Gpt2Model.Attach"/>).</summary>
 public interface ILinearAdapter
 {
     /// <param name="input">The site's input (B, T, in).</param>
     /// <param name="output">The frozen linear's output (B, T, out).</param>
     /// <returns>The output to use instead (same shape).</returns>
     Var Apply(Tape tape, string site, Var input, Var output, ForwardContext context);
+}
+
+/// <summary>An adapter on one site of one model; disposing it detaches exactly that adapter, once.</summary>
+internal sealed class AdapterHandle(Gpt2Model model, string site, ILinearAdapter adapter, string owner) : IDisposable
+{
+    public string Site { get; } = site;
+    public ILinearAdapter Adapter { get; } = adapter;
+    public string Owner { get; } = owner;
+    public void Dispose() => model.Detach(this);
+}
+
+/// <summary>
+/// The input and output a linear site saw in the latest forward (<see cref="Gpt2Model.Capture"/>), as
+/// tensors this capture owns until taken. Disposing it stops the recording and frees what it holds.
+/// </summary>
+public sealed class SiteCapture : IDisposable
+{
+    /// <summary>What to copy in each forward (copies cost device memory and a pass over the activations).</summary>
+    [Flags]
+    public enum Keep { Input = 1, Output = 2, Both = Input | Output }
+
+    private readonly Gpt2Model _model;
+    private readonly Keep _keep;
+    private Tensor? _input, _output;
+
+    internal SiteCapture(Gpt2Model model, string site, Keep keep)
+    {
+        _model = model;
+        Site = site;
+        _keep = keep;
+    }
+
+    public string Site { get; }
+    /// <summary>Forwards that reached the site since the capture began.</summary>
+    public int Forwards { get; private set; }
+    /// <summary>The site's input (B, T, in) in the latest forward; null before one.</summary>
+    public Tensor? Input => _input;
+    /// <summary>The site's output (B, T, out), after its adapter, in the latest forward; null before one.</summary>
+    public Tensor? Output => _output;
+
+    internal void Record(Tensor input, Tensor output)
+    {
+        var be = _model.Backend;
+        Forwards++;
+        // Copies (x·1 is exact), because the forward's tensors belong to its tape.
+        if (_keep.HasFlag(Keep.Input)) { _input?.Dispose(); _input = be.Scale(input, 1f); }
+        if (_keep.HasFlag(Keep.Output)) { _output?.Dispose(); _output = be.Scale(output, 1f); }
+    }
+
+    /// <summary>The latest input; the caller owns it from now on.</summary>
+    public Tensor TakeInput() => Take(ref _input, "input");
+
+    /// <summary>The latest output; the caller owns it from now on.</summary>
+    public Tensor TakeOutput() => Take(ref _output, "output");
+
+    private Tensor Take(ref Tensor? t, string what)
+    {
+        var r = t ?? throw new InvalidOperationException($"capture of {Site}: no forward has reached the site (or its {what} was not kept, or was taken already).");
+        t = null;
+        return r;
+    }
+
+    public void Dispose()
+    {
+        _model.Detach(this);
+        _input?.Dispose();
+        _output?.Dispose();
+        _input = _output = null;
+    }
 }
