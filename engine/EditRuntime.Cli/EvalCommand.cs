@@ -20,6 +20,7 @@ internal static class EvalCommand
         if (curveEvery < 0) throw new ArgumentException($"--curve-every: {curveEvery}; give 0 (off) or a positive count.");
         var ov = HyperParameterOverrides.Parse(overrides);
         using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
+        data = BuiltinModels.ResolveData(data);
         var requests = EditDataset.Load(data);
         if (edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but {data} has {requests.Count} requests.");
         var md = ModelDirectory.Load(modelDir);

@@ -29,6 +29,7 @@ internal static class MeloSweepCommand
         using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
         var md = ModelDirectory.Load(modelDir);
         family ??= md.Family;
+        data = BuiltinModels.ResolveData(data);
         var requests = EditDataset.Load(data);
         if (edits <= 0 || edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but the data has {requests.Count}.");
         var reqs = requests.Take(edits).ToList();

@@ -142,7 +142,7 @@ facts.SetAction(r => Cli.Run(() => ModelCommands.Facts(Options(r), r.GetValue(mB
 root.Subcommands.Add(facts);
 
 var editorOption = new Option<string>("--editor") { Description = $"Editor plugin: {string.Join(", ", EditRuntime.Editing.EditorRegistry.Names)}.", Required = true };
-var dataOption = new Option<string>("--data") { Description = "Edit requests: zsRE (MEND), CounterFact (ROME) or EasyEdit flat JSON (format detected).", Required = true };
+var dataOption = new Option<string>("--data") { Description = $"Edit requests: zsRE (MEND), CounterFact (ROME) or EasyEdit flat JSON (format detected), or a split of the built-in world, made on first use: {string.Join(", ", EditRuntime.Models.BuiltinModels.DataNames.Select(n => EditRuntime.Models.BuiltinModels.DataPrefix + n))}.", Required = true };
 var protocolOption = new Option<string>("--protocol") { Description = "single, batch, sequential or sequential-batch.", DefaultValueFactory = _ => "sequential" };
 var editsOption = new Option<int>("--edits") { Description = "Number of requests (the first ones of the file).", DefaultValueFactory = _ => 100 };
 var batchOptionE = new Option<int>("--batch") { Description = "Batch size of sequential-batch.", DefaultValueFactory = _ => 10 };

@@ -2,6 +2,7 @@ using System.Globalization;
 using EditRuntime.Backends;
 using EditRuntime.Data;
 using EditRuntime.Editing;
+using EditRuntime.Models;
 using EditRuntime.Vulkan;
 using EditRequest = EditRuntime.Editing.EditRequest;
 
@@ -298,23 +299,5 @@ internal sealed partial class RtApi : IDisposable
         foreach (var d in _owned) d.Dispose();
         foreach (var be in _backends.Values) be.Dispose();
         _backends.Clear();
-    }
-}
-
-/// <summary>Where the built-in model lives: models/ beside the repository's Makefile, found from the running binary or the working directory.</summary>
-public static class BuiltinModels
-{
-    public const string Name = "editrt-tiny";
-
-    public static string? ModelsDirectory { get; } = Find();
-
-    public static string? TinyPath => ModelsDirectory is null ? null : Path.Combine(ModelsDirectory, Name);
-
-    private static string? Find()
-    {
-        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
-                if (File.Exists(Path.Combine(d.FullName, "models", Name, "config.json"))) return Path.Combine(d.FullName, "models");
-        return null;
     }
 }

@@ -38,8 +38,8 @@ public sealed unsafe partial class TorchBackend : IBackend
         {
             null => ResolveThreads(Environment.GetEnvironmentVariable(ThreadsVariable),
                 Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), Environment.ProcessorCount),
-            >= 1 => (threads.Value, "constructor argument"),
-            _ => throw new ArgumentOutOfRangeException(nameof(threads), threads, "TorchBackend: threads must be at least 1."),
+            >= 1 when threads.Value <= MaxThreads(Environment.ProcessorCount) => (threads.Value, "constructor argument"),
+            _ => throw new ArgumentOutOfRangeException(nameof(threads), threads, $"TorchBackend: threads must be in [1, {MaxThreads(Environment.ProcessorCount)}]."),
         };
         (int blasN, string blasSource) = ResolveBlasThreads(Environment.GetEnvironmentVariable(BlasThreadsVariable), n);
         Check(Native.et_set_num_threads(n, blasN, out int blas), "set_num_threads");
@@ -55,34 +55,45 @@ public sealed unsafe partial class TorchBackend : IBackend
     }
 
     /// <summary>
+    /// The most threads a count may ask for: 4 per processor (at least 8). Far more only costs start-up time
+    /// (EDITRT_TORCH_THREADS=1000 took 35 s before the first op; 100000 never started) and never speeds up an op.
+    /// </summary>
+    public static int MaxThreads(int processorCount) => Math.Max(8, 4 * processorCount);
+
+    /// <summary>
     /// The thread count: <c>EDITRT_TORCH_THREADS</c> if set, else the first entry of <c>OMP_NUM_THREADS</c>,
-    /// else the processor count. A value that is set but not a positive integer is an error (never ignored).
+    /// else the processor count. A value that is set but not an integer in [1, <see cref="MaxThreads"/>] is an error (never ignored).
     /// </summary>
     public static (int Threads, string Source) ResolveThreads(string? editrtTorchThreads, string? ompNumThreads, int processorCount)
     {
-        if (!string.IsNullOrWhiteSpace(editrtTorchThreads))
-            return (Positive(editrtTorchThreads.Trim(), ThreadsVariable, editrtTorchThreads), ThreadsVariable);
-        if (!string.IsNullOrWhiteSpace(ompNumThreads))
-            return (Positive(ompNumThreads.Split(',')[0].Trim(), "OMP_NUM_THREADS", ompNumThreads), "OMP_NUM_THREADS");
         if (processorCount < 1) throw new ArgumentOutOfRangeException(nameof(processorCount), processorCount, "TorchBackend: processor count must be at least 1.");
+        if (!string.IsNullOrWhiteSpace(editrtTorchThreads))
+            return (ThreadCount(editrtTorchThreads, ThreadsVariable, processorCount), ThreadsVariable);
+        if (!string.IsNullOrWhiteSpace(ompNumThreads))
+            return (ThreadCount(ompNumThreads.Split(',')[0], "OMP_NUM_THREADS", processorCount, ompNumThreads), "OMP_NUM_THREADS");
         return (processorCount, "processor count");
+    }
 
-        static int Positive(string text, string variable, string raw) =>
-            int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= 1
-                ? v
-                : throw new ArgumentException($"TorchBackend: {variable}='{raw}' is not a positive integer thread count.");
+    /// <summary>A thread count from an environment variable: an integer in [1, <see cref="MaxThreads"/>], else an error naming it.</summary>
+    private static int ThreadCount(string text, string variable, int processorCount, string? raw = null)
+    {
+        raw ??= text;
+        if (!int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int v) || v < 1)
+            throw new ArgumentException($"TorchBackend: {variable}='{raw}' is not a positive integer thread count.");
+        if (v > MaxThreads(processorCount))
+            throw new ArgumentException($"TorchBackend: {variable}='{raw}' asks for more than {MaxThreads(processorCount)} threads (4 per processor on this machine of {processorCount}).");
+        return v;
     }
 
     public string Name => "torch";
+
     /// <summary>
-    /// OpenBLAS's thread count: <c>EDITRT_BLAS_THREADS</c> if set (a positive integer), else the default, <paramref name="torchThreads"/>.
+    /// OpenBLAS's thread count: <c>EDITRT_BLAS_THREADS</c> if set (an integer in [1, <see cref="MaxThreads"/>]), else the default, <paramref name="torchThreads"/>.
     /// </summary>
     public static (int Threads, string Source) ResolveBlasThreads(string? editrtBlasThreads, int torchThreads)
     {
         if (!string.IsNullOrWhiteSpace(editrtBlasThreads))
-            return (int.TryParse(editrtBlasThreads.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= 1
-                ? v
-                : throw new ArgumentException($"TorchBackend: {BlasThreadsVariable}='{editrtBlasThreads}' is not a positive integer thread count."), BlasThreadsVariable);
+            return (ThreadCount(editrtBlasThreads, BlasThreadsVariable, Environment.ProcessorCount), BlasThreadsVariable);
         return (torchThreads, "default");
     }
 

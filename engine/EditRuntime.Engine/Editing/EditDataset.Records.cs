@@ -81,7 +81,7 @@ public static partial class EditDataset
         {
             string path = "requested_rewrite." + name;
             var t = Required(rr, name, path: path);
-            if (t.ValueKind == JsonValueKind.String) return Target(t.GetString()!, path);
+            if (t.ValueKind == JsonValueKind.String) return Target(Text(t, path), path);
             if (t.ValueKind != JsonValueKind.Object) throw Error(path, $"is {Describe(t.ValueKind)}, expected an object with \"str\"");
             return Target(String(Required(t, "str", path: path + ".str"), path + ".str"), path + ".str");
         }
@@ -110,7 +110,7 @@ public static partial class EditDataset
                 if (lpe.ValueKind == JsonValueKind.String)
                 {
                     // One prompt: its answer is a string, or a list of alternatives (first used).
-                    locality.Add(new LocalityPrompt(Prompt(lpe.GetString()!, "locality_prompt"),
+                    locality.Add(new LocalityPrompt(Prompt(Text(lpe, "locality_prompt"), "locality_prompt"),
                         Target(StringOrFirst(lge, "locality_ground_truth"), "locality_ground_truth")));
                 }
                 else
@@ -152,12 +152,19 @@ public static partial class EditDataset
             e.ValueKind == JsonValueKind.Object ? e : throw Error(path, $"is {Describe(e.ValueKind)}, expected an object");
 
         private string String(JsonElement e, string path) =>
-            e.ValueKind == JsonValueKind.String ? e.GetString()! : throw Error(path, $"is {Describe(e.ValueKind)}, expected a string");
+            e.ValueKind == JsonValueKind.String ? Text(e, path) : throw Error(path, $"is {Describe(e.ValueKind)}, expected a string");
+
+        /// <summary>The string's value; bytes that are not UTF-8 are an error naming the field (.NET's own message names none).</summary>
+        private string Text(JsonElement e, string path)
+        {
+            try { return e.GetString()!; }
+            catch (InvalidOperationException) { throw Error(path, "is not valid UTF-8 text"); }
+        }
 
         /// <summary>A string, or the first string of a non-empty array (EasyEdit/zsRE lists of alternatives).</summary>
         private string StringOrFirst(JsonElement e, string path)
         {
-            if (e.ValueKind == JsonValueKind.String) return e.GetString()!;
+            if (e.ValueKind == JsonValueKind.String) return Text(e, path);
             if (e.ValueKind != JsonValueKind.Array) throw Error(path, $"is {Describe(e.ValueKind)}, expected a string or an array of strings");
             if (e.GetArrayLength() == 0) throw Error(path, "is an empty array, expected a string");
             return String(e[0], path + "[0]");
@@ -165,7 +172,7 @@ public static partial class EditDataset
 
         /// <summary>A string (one item) or an array of strings.</summary>
         private IReadOnlyList<string> StringOrList(JsonElement e, string path) =>
-            e.ValueKind == JsonValueKind.String ? [e.GetString()!]
+            e.ValueKind == JsonValueKind.String ? [Text(e, path)]
             : e.ValueKind == JsonValueKind.Array ? StringList(e, path)
             : throw Error(path, $"is {Describe(e.ValueKind)}, expected a string or an array of strings");
 
