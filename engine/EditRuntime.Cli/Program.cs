@@ -89,6 +89,13 @@ benchModel.SetAction(r => Cli.Run(() =>
     return BenchModelCommand.Run(Options(r), r.GetValue(bmBackend)!, models, r.GetValue(bmBatch), r.GetValue(bmSeq), r.GetValue(bmRepeat));
 }));
 bench.Subcommands.Add(benchModel);
+var ttSplits = new Option<string>("--splits") { Description = "Comma-separated TORCHxBLAS thread splits (libtorch intra-op threads x OpenBLAS pool), the first is the base of the ratios.", DefaultValueFactory = _ => $"{Environment.ProcessorCount}x1,{Environment.ProcessorCount}x{Environment.ProcessorCount},1x1,1x{Environment.ProcessorCount}" };
+var ttRounds = new Option<int>("--rounds") { Description = "Round-robin rounds over the splits (median).", DefaultValueFactory = _ => 5 };
+var ttSizes = new Option<string>("--sizes") { Description = "Square matmul sizes.", DefaultValueFactory = _ => "256,1024,2048" };
+var benchThreads = new Command("torch-threads", "The Torch backend's thread split (libtorch threads x OpenBLAS threads) on editing-sized work and big products, every split in one run, round-robin, with ratios.");
+foreach (var o in new Option[] { ttSplits, ttRounds, ttSizes }) benchThreads.Options.Add(o);
+benchThreads.SetAction(r => Cli.Run(() => BenchTorchThreadsCommand.Run(r.GetValue(ttSplits)!, r.GetValue(ttRounds), r.GetValue(ttSizes)!)));
+bench.Subcommands.Add(benchThreads);
 var luaCalls = new Option<int>("--calls") { Description = "Calls per timed row.", DefaultValueFactory = _ => 2_000_000 };
 var luaBenchBackend = new Option<string>("--backend") { Description = "Backend of the tensor used by the userdata-method row: vulkan or torch.", DefaultValueFactory = _ => "torch" };
 var benchLua = new Command("lua", "Cost of one call from a Lua script into C# (rt.* functions), against a plain Lua function call.");

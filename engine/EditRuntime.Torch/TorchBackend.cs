@@ -31,7 +31,11 @@ public sealed unsafe partial class TorchBackend : IBackend
     public TorchBackend() : this(null) { }
 
     /// <param name="threads">Intra-op threads; null = from the environment (<see cref="ResolveThreads"/>).</param>
-    public TorchBackend(int? threads)
+    public TorchBackend(int? threads) : this(threads, null) { }
+
+    /// <param name="threads">Intra-op threads; null = from the environment (<see cref="ResolveThreads"/>).</param>
+    /// <param name="blasThreads">OpenBLAS's threads; null = from the environment (<see cref="ResolveBlasThreads"/>).</param>
+    public TorchBackend(int? threads, int? blasThreads)
     {
         NativeLoader.EnsureLoaded();
         (int n, string source) = threads switch
@@ -41,7 +45,9 @@ public sealed unsafe partial class TorchBackend : IBackend
             >= 1 when threads.Value <= MaxThreads(Environment.ProcessorCount) => (threads.Value, "constructor argument"),
             _ => throw new ArgumentOutOfRangeException(nameof(threads), threads, $"TorchBackend: threads must be in [1, {MaxThreads(Environment.ProcessorCount)}]."),
         };
-        (int blasN, string blasSource) = ResolveBlasThreads(Environment.GetEnvironmentVariable(BlasThreadsVariable), n);
+        (int blasN, string blasSource) = blasThreads is int b
+            ? (b >= 1 && b <= MaxThreads(Environment.ProcessorCount) ? b : throw new ArgumentOutOfRangeException(nameof(blasThreads), b, $"TorchBackend: OpenBLAS threads must be in [1, {MaxThreads(Environment.ProcessorCount)}]."), "constructor argument")
+            : ResolveBlasThreads(Environment.GetEnvironmentVariable(BlasThreadsVariable), n);
         Check(Native.et_set_num_threads(n, blasN, out int blas), "set_num_threads");
         Check(Native.et_get_num_threads(out int applied), "get_num_threads");
         if (applied != n) throw new InvalidOperationException($"TorchBackend: asked libtorch for {n} threads, it reports {applied}.");
