@@ -205,6 +205,20 @@ public sealed class BadInputTests
     }
 
     [Test]
+    public void An_editor_whose_state_would_not_fit_the_backend_s_memory_is_refused_naming_its_sizes()
+    {
+        var md = ModelDirectory.Load(Tiny);
+        using var be = new EditRuntime.Torch.TorchBackend();
+        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        var ctx = new EditorContext(model, md);
+        Assert.That(ctx.DeviceMemoryLimit, Is.GreaterThan(0), "the default limit is what the backend can hold");
+        // ≈ 15 GB of LoRA banks: killed by the out-of-memory killer after allocating, before the limit.
+        var e = Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("MELO", ctx with { DeviceMemoryLimit = 1L << 30 }, "editrt-tiny", null,
+            new Dictionary<string, string> { ["num_blocks"] = "100000", ["rank_per_block"] = "100" }))!;
+        Assert.That(e.Message, Does.Contain("LoRA banks").And.Contain("num_blocks").And.Contain("rank_per_block").And.Contain("over the limit of 1024.0 MiB"));
+    }
+
+    [Test]
     public void Torch_thread_counts_past_4_per_processor_are_refused_not_hung_on()
     {
         Assert.That(() => EditRuntime.Torch.TorchBackend.ResolveThreads("100000", null, 2), Throws.ArgumentException.With.Message.Contains("more than 8 threads"));

@@ -7,8 +7,10 @@ namespace EditRuntime.Editing;
 /// <summary>The model an editor works on, and how its prompts are tokenised.</summary>
 public sealed record EditorContext(Gpt2Model Model, ModelDirectory Directory)
 {
-    /// <summary>The device memory an editor's state may take (null: no limit); editors check their estimate with <see cref="EditorMemory.Require"/>.</summary>
-    public long? DeviceMemoryLimit { get; init; }
+    /// <summary>The device memory an editor's state may take (null: no limit); editors check their estimate with <see cref="EditorMemory.Require"/>.
+    /// Default: what the model's backend can still hold (its device heap, or the host's available memory for the CPU backend),
+    /// so that MELO with num_blocks = 1,000,000 is refused at once instead of meeting the out-of-memory killer.</summary>
+    public long? DeviceMemoryLimit { get; init; } = EditRuntime.Backends.HostMemory.For(Model.Backend);
 
     /// <summary>(prompt ids, target ids) of a request: prompt as the model expects it, target with its leading space.</summary>
     public (int[] Prompt, int[] Target) Encode(string prompt, string target) =>
