@@ -2,6 +2,7 @@
 using EditRuntime.Compute;
 using EditRuntime.Vulkan;
 using NUnit.Framework;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Tests;
 
@@ -155,11 +156,21 @@ public sealed class ValidationLayerTests : GpuTest
     {
         Assert.That(Device.Instance.ValidationEnabled, Is.True);
         // A deliberately wrong sType: the layer reports it, the driver ignores it.
-        var ci = new VkFenceCreateInfo { sType = VkStructureType.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO };
-        ulong fence;
-        var r = Device.Api.vkCreateFence(Device.Handle, &ci, null, &fence);
-        if (r == VkResult.VK_SUCCESS) Device.Api.vkDestroyFence(Device.Handle, fence, null);
+        var ci = new FenceCreateInfo(sType: StructureType.BufferCreateInfo);
+        Fence fence;
+        var r = Device.Api.CreateFence(Device.Handle, &ci, null, &fence);
+        if (r == Result.Success) Device.Api.DestroyFence(Device.Handle, fence, null);
         var msgs = ValidationLog.Drain();
         Assert.That(msgs, Has.Some.Contains("VUID-VkFenceCreateInfo-sType-sType"), "the validation layer must report the wrong sType");
+    }
+
+    [Test]
+    public unsafe void Silk_structs_get_their_sType_only_from_the_named_argument_constructors()
+    {
+        // The pitfall the engine avoids: an object initialiser (or `new T()`) leaves sType at 0, which
+        // lavapipe accepts and only the validation layer reports.
+        Assert.That(new FenceCreateInfo().SType, Is.EqualTo((StructureType)0));
+        Assert.That(new FenceCreateInfo(flags: 0).SType, Is.EqualTo(StructureType.FenceCreateInfo));
+        Assert.That(new PhysicalDeviceVulkan12Features(bufferDeviceAddress: true).SType, Is.EqualTo(StructureType.PhysicalDeviceVulkan12Features));
     }
 }

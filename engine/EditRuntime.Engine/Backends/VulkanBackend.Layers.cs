@@ -44,7 +44,7 @@ public sealed partial class VulkanBackend
     /// </summary>
     public int MaxRowThreads
     {
-        get => _maxRowThreads ?? (Device.Info.Type == VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_CPU ? 32 : 256);
+        get => _maxRowThreads ?? (Device.Info.IsCpu ? 32 : 256);
         set
         {
             if (value < 1 || value > 1024 || (value & (value - 1)) != 0)
