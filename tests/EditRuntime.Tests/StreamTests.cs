@@ -96,6 +96,30 @@ public sealed class CommandStreamTests : GpuTest
     private struct WrongPush { public ulong X; }
 
     [Test]
+    public void Push_constant_struct_with_members_out_of_order_is_refused()
+    {
+        // Right size (24 bytes), but alpha and n swapped: only the member offsets and kinds tell.
+        var k = Device.Kernels.Get("core/scale");
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Device.Stream.Dispatch(k, new SwappedScalePush(), 1, 1, 1, [], []))!;
+        Assert.That(e.Message, Does.Contain("Kernel core/scale: push-constant struct SwappedScalePush: member 2 (Alpha) is float at offset 16 in C# but uint at offset 16 in the shader"));
+    }
+
+    private struct SwappedScalePush { public ulong X, Y; public float Alpha; public uint N; }
+
+    [Test]
+    public void Push_constant_struct_missing_a_member_is_refused()
+    {
+        // 20 bytes of fields pad to 24, the block's size, but the shader's last member (cols) has no field.
+        var k = Device.Kernels.Get("core/row_sum");
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Device.Stream.Dispatch(k, new RowPushWithoutCols(), 1, 1, 1, [], []))!;
+        Assert.That(e.Message, Does.Contain("push-constant struct RowPushWithoutCols has 3 fields but the shader's block has 4 members (member 3: uint at offset 20 has no field)"));
+    }
+
+    private struct RowPushWithoutCols { public ulong X, Y; public uint Rows; }
+
+    [Test]
     public void Too_many_workgroups_is_refused()
     {
         var k = Device.Kernels.Get("core/scale");
@@ -135,11 +159,17 @@ public sealed class KernelCacheTests : GpuTest
         {
             var info = SpirvReflection.Reflect(KernelCache.LoadSpirv(n), n);
             Assert.That(info.PushConstantBytes, Is.InRange(1u, 128u), n);
+            Assert.That(info.PushMembers, Is.Not.Empty, n);
+            Assert.That(info.PushMembers.Max(m => m.Offset + m.Size), Is.EqualTo(info.PushConstantBytes), n);
+            Assert.That(info.PushMembers.Select(m => m.Offset), Is.Ordered.Ascending, n);
             Assert.That(info.LocalSize[0] * info.LocalSize[1] * info.LocalSize[2], Is.InRange(1u, 1024u), n);
         }
         var mm = SpirvReflection.Reflect(KernelCache.LoadSpirv("core/matmul"), "core/matmul");
         Assert.That(mm.LocalSize, Is.EqualTo(new uint[] { 8, 8, 1 }));
         Assert.That(mm.PushConstantBytes, Is.EqualTo(68u), "3 addresses + 9 uints + 2 floats");
+        Assert.That(mm.PushMembers.Select(m => m.Offset), Is.EqualTo(new uint[] { 0, 8, 16, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64 }));
+        Assert.That(mm.PushMembers.Select(m => m.Kind), Is.EqualTo(
+            Enumerable.Repeat(SpirvReflection.ScalarKind.Pointer, 3).Concat(Enumerable.Repeat(SpirvReflection.ScalarKind.UInt, 9)).Concat(Enumerable.Repeat(SpirvReflection.ScalarKind.Float, 2))));
         Assert.That(mm.LocalSizeSpecIds, Is.EqualTo(new[] { -1, -1, -1 }));
         // layout(local_size_x_id = 0): the specialization constant sets the workgroup size.
         var ln = SpirvReflection.Reflect(KernelCache.LoadSpirv("core/layernorm_forward"), "core/layernorm_forward");

@@ -150,7 +150,8 @@ public sealed unsafe class CommandStream : IDisposable
         Barriers++;
     }
 
-    /// <summary>Records one dispatch. <typeparamref name="TPush"/> mirrors the shader's push-constant block.</summary>
+    /// <summary>Records one dispatch. <typeparamref name="TPush"/> mirrors the shader's push-constant block: its size is
+    /// checked at every dispatch, its fields against the SPIR-V member offsets the first time it meets the kernel.</summary>
     public void Dispatch<TPush>(Kernel kernel, in TPush push, uint groupsX, uint groupsY, uint groupsZ,
         ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes, string? label = null) where TPush : unmanaged
     {
@@ -158,6 +159,11 @@ public sealed unsafe class CommandStream : IDisposable
         // The C# struct must cover the block exactly, up to its own trailing alignment padding.
         if (size < kernel.PushConstantBytes || size - kernel.PushConstantBytes >= 8)
             throw new InvalidOperationException($"Kernel {kernel}: push-constant struct {typeof(TPush).Name} is {size} bytes but the shader's block is {kernel.PushConstantBytes}.");
+        if (!ReferenceEquals(kernel.CheckedPush, typeof(TPush)))
+        {
+            PushConstantLayout.Check(kernel, typeof(TPush));
+            kernel.CheckedPush = typeof(TPush);
+        }
         var lim = _device.Info.MaxWorkgroupCount;
         if (groupsX > lim[0] || groupsY > lim[1] || groupsZ > lim[2])
             throw new InvalidOperationException($"Kernel {kernel}: {groupsX}x{groupsY}x{groupsZ} workgroups exceed the device limit {lim[0]}x{lim[1]}x{lim[2]}.");

@@ -14,6 +14,10 @@ public sealed class Kernel
     public required PipelineLayout Layout { get; init; }
     /// <summary>Bytes of the shader's push-constant block (reflected from SPIR-V).</summary>
     public required uint PushConstantBytes { get; init; }
+    /// <summary>The block's members (offset, size, kind), reflected from SPIR-V.</summary>
+    public required SpirvReflection.PushMember[] PushMembers { get; init; }
+    /// <summary>The mirror struct last found to match <see cref="PushMembers"/> (so the check runs once per struct, not per dispatch).</summary>
+    internal Type? CheckedPush;
     public required uint[] LocalSize { get; init; }
     public uint Threads => LocalSize[0] * LocalSize[1] * LocalSize[2];
     public override string ToString() => SpecConstants.Length == 0 ? Name : $"{Name}<{string.Join(",", SpecConstants)}>";
@@ -104,7 +108,7 @@ public sealed unsafe class KernelCache : IDisposable
         return new Kernel
         {
             Name = shader, SpecConstants = spec, Pipeline = pipeline, Layout = layout,
-            PushConstantBytes = mod.Info.PushConstantBytes, LocalSize = mod.Info.LocalSizeWith(spec),
+            PushConstantBytes = mod.Info.PushConstantBytes, PushMembers = mod.Info.PushMembers, LocalSize = mod.Info.LocalSizeWith(spec),
         };
     }
 
