@@ -1,5 +1,4 @@
 #pragma warning disable CS0649 // push-constant test structs are never written
-using EditRuntime.Compute;
 using EditRuntime.Vulkan;
 using NUnit.Framework;
 using Silk.NET.Vulkan;

@@ -1,4 +1,5 @@
 using EditRuntime.Backends;
+using EditRuntime.Vulkan;
 using EditRuntime.Compute;
 using NUnit.Framework;
 

@@ -1,7 +1,6 @@
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 /// <summary>
 /// The op set on our Vulkan compute shaders. Work is recorded into the device's command stream
@@ -145,14 +144,12 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
         Tensor.CheckStridedBlock("copy_strided", "src", src.Count, rows, cols, srcOffset, srcStride);
         Tensor.CheckStridedBlock("copy_strided", "dst", dst.Count, rows, cols, dstOffset, dstStride);
         if (rows == 0 || cols == 0) return;
-        var k = Device.Kernels.Get("core/copy_strided");
-        var (gx, gy) = Ops.Grid(((long)rows * cols + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new CopyStridedPush
         {
             Src = s.Address + (ulong)srcOffset * 4, Dst = d.Address + (ulong)dstOffset * 4,
             Rows = (uint)rows, Cols = (uint)cols, SrcStride = (uint)srcStride, DstStride = (uint)dstStride,
         };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [s.Range], [d.Range]);
+        Ops.Elementwise("core/copy_strided", push, (long)rows * cols, [s.Range], [d.Range]);
     }
 
     public Tensor Transpose12(Tensor x)
@@ -162,10 +159,8 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
         int A = x.Shape[0], B = x.Shape[1], C = x.Shape[2], D = x.Shape[3];
         var y = New(x.DType, A, C, B, D);
         if (y.Count == 0) return y;
-        var k = Device.Kernels.Get("core/transpose12");
-        var (gX, gY) = Ops.Grid((y.Count + k.LocalSize[0] - 1) / k.LocalSize[0]);
-        Device.Stream.Dispatch(k, new Transpose12Push { X = gx.Address, Y = y.Address, A = (uint)A, B = (uint)B, C = (uint)C, D = (uint)D },
-            gX, gY, 1, [gx.Range], [y.Range]);
+        Ops.Elementwise("core/transpose12", new Transpose12Push { X = gx.Address, Y = y.Address, A = (uint)A, B = (uint)B, C = (uint)C, D = (uint)D },
+            y.Count, [gx.Range], [y.Range]);
         return y;
     }
 

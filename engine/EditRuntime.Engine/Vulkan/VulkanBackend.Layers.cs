@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Bias add, GELU, LayerNorm, softmax and the Adam step on Vulkan (shaders/core/*.comp).
 // Row ops (LayerNorm, softmax) give one workgroup to each row; column sums (bias, gamma and beta
@@ -63,21 +62,11 @@ public sealed partial class VulkanBackend
 
     // ---------------------------------------------------------------- dispatch helpers
 
-    /// <summary>One invocation per element, over the x/y grid.</summary>
-    private void DispatchElementwise<T>(string shader, in T push, long n, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
-    {
-        if (n == 0) return;
-        var k = Device.Kernels.Get(shader);
-        var (wx, wy) = Ops.Grid((n + k.LocalSize[0] - 1) / k.LocalSize[0]);
-        Device.Stream.Dispatch(k, push, wx, wy, 1, reads, writes);
-    }
-
     /// <summary>One workgroup of <see cref="RowThreadsFor"/> invocations per row, over the x/y grid (the shaders skip the grid's spare groups).</summary>
     private void DispatchRows<T>(string shader, in T push, int rows, int cols, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
     {
         if (rows == 0) return;
-        var (wx, wy) = Ops.Grid(rows);
-        Device.Stream.Dispatch(Device.Kernels.Get(shader, RowThreadsFor(cols)), push, wx, wy, 1, reads, writes);
+        Ops.Groups(Device.Kernels.Get(shader, RowThreadsFor(cols)), push, rows, reads, writes);
     }
 
     /// <summary>
@@ -141,7 +130,7 @@ public sealed partial class VulkanBackend
         var (_, cols) = RowsCols(x, op);
         Vector(op, "bias", bias, cols, x);
         var y = New(x.Shape);
-        DispatchElementwise("core/bias_add", new BiasAddPush { X = xt.Address, Bias = bt.Address, Y = y.Address, N = (uint)x.Count, Cols = (uint)cols },
+        Ops.Elementwise("core/bias_add", new BiasAddPush { X = xt.Address, Bias = bt.Address, Y = y.Address, N = (uint)x.Count, Cols = (uint)cols },
             x.Count, [xt.Range, bt.Range], [y.Range]);
         return y;
     }
@@ -168,7 +157,7 @@ public sealed partial class VulkanBackend
     {
         var xt = G(x, "gelu", "x");
         var y = New(x.Shape);
-        DispatchElementwise("core/gelu_forward", new GeluPush { X = xt.Address, Y = y.Address, N = (uint)x.Count }, x.Count, [xt.Range], [y.Range]);
+        Ops.Elementwise("core/gelu_forward", new GeluPush { X = xt.Address, Y = y.Address, N = (uint)x.Count }, x.Count, [xt.Range], [y.Range]);
         return y;
     }
 
@@ -178,7 +167,7 @@ public sealed partial class VulkanBackend
         var xt = G(x, op, "x"); var gyt = G(gy, op, "gy");
         SameShape(op, x, gy, "x", "gy");
         var grad = New(x.Shape);
-        DispatchElementwise("core/gelu_backward", new GeluBackwardPush { X = xt.Address, Gy = gyt.Address, Gx = grad.Address, N = (uint)x.Count },
+        Ops.Elementwise("core/gelu_backward", new GeluBackwardPush { X = xt.Address, Gy = gyt.Address, Gx = grad.Address, N = (uint)x.Count },
             x.Count, [xt.Range, gyt.Range], [grad.Range]);
         return grad;
     }
@@ -296,6 +285,6 @@ public sealed partial class VulkanBackend
             StepSize = (float)(lr / bc1),
             Bc2Sqrt = (float)Math.Sqrt(bc2),
         };
-        DispatchElementwise("core/adam_step", push, param.Count, [pt.Range, gt.Range, mt.Range, vt.Range], [pt.Range, mt.Range, vt.Range]);
+        Ops.Elementwise("core/adam_step", push, param.Count, [pt.Range, gt.Range, mt.Range, vt.Range], [pt.Range, mt.Range, vt.Range]);
     }
 }

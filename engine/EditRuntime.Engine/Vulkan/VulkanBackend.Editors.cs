@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Editor ops on Vulkan: MELO's per-sample LoRA blocks and its vector-database lookup.
 //
@@ -21,10 +21,11 @@ public sealed partial class VulkanBackend
     {
         if (work == 0) return;
         var k = Device.Kernels.Get(shader, trans);
-        long groups = shader == "core/lora_down" ? work : (work + k.LocalSize[0] - 1) / k.LocalSize[0];
-        var (gx, gy) = Ops.Grid(groups);
         var push = new LoraRowsPush { U = u.Address, M = m.Address, Ids = ids.Address, H = h.Address, Rows = (uint)rows, T = (uint)T, W = (uint)W, K = (uint)K, Blocks = (uint)blocks, Alpha = alpha };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [u.Range, m.Range, ids.Range], [h.Range]);
+        ReadOnlySpan<BufferRange> reads = [u.Range, m.Range, ids.Range];
+        // lora_down: one workgroup per output element (it reduces over W); lora_up: one invocation per element.
+        if (shader == "core/lora_down") Ops.Groups(k, push, work, reads, [h.Range]);
+        else Ops.Elementwise(k, push, work, reads, [h.Range]);
     }
 
     /// <summary>h (rows, k) = alpha·u·M[id] (trans 0: M (blocks, W, k); 1: M (blocks, k, W) read transposed).</summary>
@@ -78,10 +79,8 @@ public sealed partial class VulkanBackend
     {
         long n = (long)P * Q;
         if (n == 0) return;
-        var k = Device.Kernels.Get("core/lora_grad");
-        var (wx, wy) = Ops.Grid((n + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new LoraGradPush { U = u.Address, V = v.Address, Ids = ids.Address, O = o.Address, Rows = (uint)(T == 0 ? 0 : rows), T = (uint)Math.Max(T, 1), P = (uint)P, Q = (uint)Q, Block = block, Alpha = alpha };
-        Device.Stream.Dispatch(k, push, wx, wy, 1, [u.Range, v.Range, ids.Range], [o.Range]);
+        Ops.Elementwise("core/lora_grad", push, n, [u.Range, v.Range, ids.Range], [o.Range]);
     }
 
     public (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
@@ -93,13 +92,12 @@ public sealed partial class VulkanBackend
         var blocks = New(DType.I32, Q);
         var dist = New(Q);
         if (Q == 0) return (blocks, dist);
-        var (wx, wy) = Ops.Grid(Q);
         var push = new ClusterLookupPush
         {
             Q = gq.Address, C = gc.Address, Radii = gr.Address, Pts = gp.Address, Info = gi.Address, Blocks = blocks.Address, Dist = dist.Address,
             B = (uint)Q, N = (uint)N, P = (uint)P, D = (uint)D,
         };
-        Device.Stream.Dispatch(Device.Kernels.Get("core/cluster_lookup"), push, wx, wy, 1,
+        Ops.Groups(Device.Kernels.Get("core/cluster_lookup"), push, Q,   // one workgroup per query
             [gq.Range, gc.Range, gr.Range, gp.Range, gi.Range], [blocks.Range, dist.Range]);
         return (blocks, dist);
     }

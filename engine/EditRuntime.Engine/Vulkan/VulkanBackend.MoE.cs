@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Mixture-of-experts ops on Vulkan (shaders/core/moe_*.comp, grouped_matmul_*.comp). Every kernel is
 // deterministic: routing is a stable counting sort in one workgroup, and each output element is owned by
@@ -30,7 +30,7 @@ public sealed partial class VulkanBackend
         var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
         var w = New(n, k);
         var idx = New(DType.I32, n, k);
-        DispatchElementwise("core/moe_gate_topk_forward",
+        Ops.Elementwise("core/moe_gate_topk_forward",
             new MoeGatePush { Logits = gl.Address, Weights = w.Address, Indices = idx.Address, N = (uint)n, E = (uint)e, K = (uint)k },
             n, [gl.Range], [w.Range, idx.Range]);
         return (w, idx);
@@ -44,7 +44,7 @@ public sealed partial class VulkanBackend
         if (gWeights.Rank != 2 || gWeights.Shape[0] != n || gWeights.Shape[1] != k)
             throw new ArgumentException($"{op}: gWeights is {gWeights.ShapeString}, expected (N, k) = [{n}, {k}].");
         var g = New(n, e);
-        DispatchElementwise("core/moe_gate_topk_backward",
+        Ops.Elementwise("core/moe_gate_topk_backward",
             new MoeGateBackwardPush { Logits = gl.Address, Gw = gw.Address, Gl = g.Address, N = (uint)n, E = (uint)e, K = (uint)k },
             n, [gl.Range, gw.Range], [g.Range]);
         return g;
@@ -72,7 +72,7 @@ public sealed partial class VulkanBackend
         var gx = G(x, op, "x"); var go = G(order, op, "order", DType.I32);
         var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
         var xs = New(m, c);
-        DispatchElementwise("core/moe_dispatch_forward",
+        Ops.Elementwise("core/moe_dispatch_forward",
             new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             (long)m * c, [gx.Range, go.Range], [xs.Range]);
         return xs;
@@ -84,7 +84,7 @@ public sealed partial class VulkanBackend
         var gp = G(position, op, "position", DType.I32); var gg = G(gxs, op, "gxs");
         var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
         var gx = New(n, c);
-        DispatchElementwise("core/moe_dispatch_backward",
+        Ops.Elementwise("core/moe_dispatch_backward",
             new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
             (long)n * c, [gp.Range, gg.Range], [gx.Range]);
         return gx;
@@ -96,7 +96,7 @@ public sealed partial class VulkanBackend
         var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32);
         var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
         var y = New(m, nout);
-        DispatchElementwise("core/grouped_matmul_forward",
+        Ops.Elementwise("core/grouped_matmul_forward",
             new GroupedMatmulPush { A = ga.Address, W = gw.Address, Offsets = go.Address, Y = y.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)m * nout, [ga.Range, gw.Range, go.Range], [y.Range]);
         return y;
@@ -110,10 +110,10 @@ public sealed partial class VulkanBackend
         if (gy.Rank != 2 || gy.Shape[0] != m || gy.Shape[1] != nout) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{m}, {nout}].");
         var gxs = New(m, k);
         var gW = New(e, k, nout);
-        DispatchElementwise("core/grouped_matmul_backward_x",
+        Ops.Elementwise("core/grouped_matmul_backward_x",
             new GroupedMatmulPush { A = gg.Address, W = gw.Address, Offsets = go.Address, Y = gxs.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)m * k, [gg.Range, gw.Range, go.Range], [gxs.Range]);
-        DispatchElementwise("core/grouped_matmul_backward_w",
+        Ops.Elementwise("core/grouped_matmul_backward_w",
             new GroupedMatmulPush { A = ga.Address, W = gg.Address, Offsets = go.Address, Y = gW.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)e * k * nout, [ga.Range, gg.Range, go.Range], [gW.Range]);
         return (gxs, gW);
@@ -125,7 +125,7 @@ public sealed partial class VulkanBackend
         var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32);
         var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
         var y = New(n, c);
-        DispatchElementwise("core/moe_combine_forward",
+        Ops.Elementwise("core/moe_combine_forward",
             new MoeCombinePush { Ys = gy.Address, Weights = gw.Address, Position = gp.Address, Y = y.Address, N = (uint)n, C = (uint)c, K = (uint)k },
             (long)n * c, [gy.Range, gw.Range, gp.Range], [y.Range]);
         return y;
@@ -140,10 +140,10 @@ public sealed partial class VulkanBackend
         int m = n * k;
         var dYs = New(m, c);
         var dW = New(n, k);
-        DispatchElementwise("core/moe_combine_backward_ys",
+        Ops.Elementwise("core/moe_combine_backward_ys",
             new MoeCombineBackwardYsPush { Weights = gw.Address, Position = gp.Address, Gy = gg.Address, Gys = dYs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             (long)m * c, [gw.Range, gp.Range, gg.Range], [dYs.Range]);
-        DispatchElementwise("core/moe_combine_backward_weights",
+        Ops.Elementwise("core/moe_combine_backward_weights",
             new MoeCombineBackwardWPush { Ys = gys.Address, Position = gp.Address, Gy = gg.Address, Gw = dW.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             m, [gys.Range, gp.Range, gg.Range], [dW.Range]);
         return (dYs, dW);

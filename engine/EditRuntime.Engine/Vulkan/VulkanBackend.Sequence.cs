@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Causal attention, embedding and cross-entropy on Vulkan.
 //
@@ -67,14 +66,12 @@ public sealed partial class VulkanBackend
             lda: D, ldb: D, ldc: T, strideA: (long)T * D, strideB: (long)T * D, strideC: (long)T * T,
             transA: false, transB: true, alpha: (float)(1.0 / Math.Sqrt(D)), beta: 0f);
         long rows = (long)bh * T;
-        var kernel = Device.Kernels.Get("core/attn_softmax_forward");   // one invocation per row
-        var (gx, gy) = Ops.Grid((rows + kernel.LocalSize[0] - 1) / kernel.LocalSize[0]);
         var push = new AttnSoftmaxPush
         {
             S = p.Address, Mask = mask?.Address ?? p.Address, Rows = (uint)rows, T = (uint)T, H = (uint)H, HasMask = mask != null ? 1u : 0u,
         };
         ReadOnlySpan<BufferRange> reads = mask != null ? [p.Range, mask.Range] : [p.Range];
-        Device.Stream.Dispatch(kernel, push, gx, gy, 1, reads, [p.Range]);
+        Ops.Elementwise("core/attn_softmax_forward", push, rows, reads, [p.Range]);   // one invocation per row
         return p;
     }
 
@@ -121,15 +118,13 @@ public sealed partial class VulkanBackend
             lda: D, ldb: D, ldc: T, strideA: td, strideB: td, strideC: tt, transA: false, transB: true, alpha: 1f, beta: 0f);
         // gS = P·(gP − Σ P·gP), 0 where masked (in place on g)
         long rows = (long)bh * T;
-        var kernel = Device.Kernels.Get("core/attn_softmax_backward");   // one invocation per row
-        var (gx, gyGrid) = Ops.Grid((rows + kernel.LocalSize[0] - 1) / kernel.LocalSize[0]);
         var push = new AttnSoftmaxBackwardPush
         {
             P = p.Address, G = g.Address, Mask = mask?.Address ?? p.Address,
             Rows = (uint)rows, T = (uint)T, H = (uint)H, HasMask = mask != null ? 1u : 0u,
         };
         ReadOnlySpan<BufferRange> reads = mask != null ? [p.Range, g.Range, mask.Range] : [p.Range, g.Range];
-        Device.Stream.Dispatch(kernel, push, gx, gyGrid, 1, reads, [g.Range]);
+        Ops.Elementwise("core/attn_softmax_backward", push, rows, reads, [g.Range]);   // one invocation per row
         // gq = gS·k/√D,  gk = gSᵀ·q/√D
         Ops.Matmul(g.Address, gk.Address, dq.Address, g.Range, gk.Range, dq.Range, bh, T, D, T,
             lda: T, ldb: D, ldc: D, strideA: tt, strideB: td, strideC: td, transA: false, transB: false, alpha: scale, beta: 0f);
@@ -168,10 +163,8 @@ public sealed partial class VulkanBackend
         if (CheckIds) CheckIdRange(op, gi, V);
         var y = New([.. ids.Shape, C]);
         if (y.Count == 0) return y;
-        var k = Device.Kernels.Get("core/embedding_forward");
-        var (gx, gy) = Ops.Grid((y.Count + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new EmbeddingPush { Ids = gi.Address, Table = gt.Address, Y = y.Address, N = (uint)y.Count, C = (uint)C, V = (uint)V };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [gi.Range, gt.Range], [y.Range]);
+        Ops.Elementwise("core/embedding_forward", push, y.Count, [gi.Range, gt.Range], [y.Range]);
         return y;
     }
 
@@ -192,10 +185,8 @@ public sealed partial class VulkanBackend
         if (gt.Count == 0) return gt;
         Ops.Fill(gt, 0f);
         if (ids.Count == 0) return gt;
-        var k = Device.Kernels.Get("core/embedding_backward");
-        var (gx, gyGrid) = Ops.Grid((C + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new EmbeddingBackwardPush { Ids = gi.Address, Gy = ggy.Address, GTable = gt.Address, N = (uint)ids.Count, C = (uint)C, V = (uint)vocabSize };
-        Device.Stream.Dispatch(k, push, gx, gyGrid, 1, [gi.Range, ggy.Range, gt.Range], [gt.Range]);
+        Ops.Elementwise("core/embedding_backward", push, C, [gi.Range, ggy.Range, gt.Range], [gt.Range]);   // one invocation per column
         return gt;
     }
 
@@ -225,9 +216,8 @@ public sealed partial class VulkanBackend
         using var losses = New(N);
         if (N > 0)
         {
-            var (gx, gy) = Ops.Grid(N);
             var push = new CrossEntropyPush { Logits = gl.Address, Targets = gt.Address, Losses = losses.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex };
-            Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_forward"), push, gx, gy, 1, [gl.Range, gt.Range], [losses.Range]);
+            Ops.Groups(Device.Kernels.Get("core/cross_entropy_forward"), push, N, [gl.Range, gt.Range], [losses.Range]);   // one workgroup per row
         }
         var reduce = new CrossEntropyReducePush
         {
@@ -254,12 +244,11 @@ public sealed partial class VulkanBackend
             Losses = ggy.Address, Targets = gt.Address, Gy = ggy.Address, Y = scale.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex, Mode = 1,
         };
         Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_reduce"), reduce, 1, 1, 1, [ggy.Range, gt.Range], [scale.Range]);
-        var (gx, gyGrid) = Ops.Grid(N);
         var push = new CrossEntropyBackwardPush
         {
             Logits = gl.Address, Targets = gt.Address, Scale = scale.Address, G = g.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex,
         };
-        Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_backward"), push, gx, gyGrid, 1, [gl.Range, gt.Range, scale.Range], [g.Range]);
+        Ops.Groups(Device.Kernels.Get("core/cross_entropy_backward"), push, N, [gl.Range, gt.Range, scale.Range], [g.Range]);   // one workgroup per row
         return g;
     }
 }
