@@ -78,7 +78,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
             "last" => false,
             var s => throw new ArgumentException($"MOMoE: positions \"{s}\" is not \"after\" (the subject's last token and every later one) or \"last\" (the subject's last token)."),
         };
-        if (_experts < 1 || _experts > EditorOpShapes.MaxExperts) throw new ArgumentException($"MOMoE: experts must be in [1, {EditorOpShapes.MaxExperts}], got {_experts}.");
+        if (_experts < 1 || _experts > IMoEOps.MaxExperts) throw new ArgumentException($"MOMoE: experts must be in [1, {IMoEOps.MaxExperts}], got {_experts}.");
         if (_topK < 1 || _topK > _experts) throw new ArgumentException($"MOMoE: top_k must be in [1, experts = {_experts}], got {_topK}.");
         if (_rank < 1 || _steps < 1) throw new ArgumentException("MOMoE: rank and steps must be positive.");
         if (!(_lr > 0) || _noise < 0 || _balance < 0 || _stopLoss < 0) throw new ArgumentException("MOMoE: lr must be positive; gate_noise, balance_weight and stop_loss non-negative.");

@@ -8,7 +8,7 @@ namespace EditRuntime.Torch;
 public sealed unsafe partial class TorchBackend
 {
     /// <summary>Same limit as the Vulkan kernels, so both backends accept the same inputs.</summary>
-    private const int MoeMaxExperts = EditorOpShapes.MaxExperts;
+    private const int MoeMaxExperts = IMoEOps.MaxExperts;
 
     /// <summary>Wraps several outputs of mixed dtypes; if one fails, frees all of them.</summary>
     private TorchTensor[] WrapMixed(string op, params (TorchHandle Handle, DType DType, int[] Shape)[] outs)

@@ -18,7 +18,7 @@ namespace EditRuntime.Torch;
 /// The intra-op thread count is process-wide (libtorch's at::set_num_threads, plus OpenBLAS's
 /// pool): the last TorchBackend created sets it.
 /// </summary>
-public sealed unsafe partial class TorchBackend : IBackend
+public sealed unsafe partial class TorchBackend : IBackend, ILoraOps, IMoEOps
 {
     /// <summary>Environment variable with the thread count (wins over OMP_NUM_THREADS).</summary>
     public const string ThreadsVariable = "EDITRT_TORCH_THREADS";

@@ -1,6 +1,6 @@
 namespace EditRuntime.Backends;
 
-/// <summary>Argument checks of the editor ops (<see cref="IBackend.LoraForward"/>, <see cref="IBackend.ClusterLookup"/>), shared by every backend
+/// <summary>Argument checks of the editor ops (<see cref="ILoraOps.LoraForward"/>, <see cref="ILoraOps.ClusterLookup"/>), shared by every backend
 /// so that they reject the same calls with the same messages.</summary>
 public static class EditorOpShapes
 {
@@ -32,10 +32,10 @@ public static class EditorOpShapes
         return (Q, N, P, D);
     }
 
-    // ---------------------------------------------------------------- MoE (IBackend.MoE.cs)
+    // ---------------------------------------------------------------- MoE (IMoEOps)
 
-    /// <summary>Most experts the MoE ops take (the Vulkan route kernel's shared counters and the gate's 64-bit mask); every backend holds to the same limit.</summary>
-    public const int MaxExperts = 64;
+    private const int MaxExperts = IMoEOps.MaxExperts;
+
 
     public static (int N, int E) MoeGate(string op, Tensor logits, int k)
     {

@@ -57,4 +57,8 @@ public sealed class UnsupportedOpException(string op, string backend, string why
 {
     public string Op { get; } = op;
     public string BackendName { get; } = backend;
+
+    /// <summary>A backend asked for an op interface (<see cref="BackendOps.Ops{TOps}"/>) it does not implement.</summary>
+    public static UnsupportedOpException MissingInterface(string backend, Type ops) =>
+        new(ops.Name, backend, $"the backend does not implement {ops.Name}, so none of its ops can run there.");
 }

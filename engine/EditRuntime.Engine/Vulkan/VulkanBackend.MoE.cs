@@ -10,9 +10,6 @@ namespace EditRuntime.Vulkan;
 // (low rank), and the group of a row is found on the device from offsets, so nothing waits on a read-back.
 public sealed partial class VulkanBackend
 {
-    /// <summary>Most experts the MoE kernels take (the route kernel's shared counters and the gate's 64-bit mask).</summary>
-    public const int MaxExperts = EditorOpShapes.MaxExperts;
-
     [StructLayout(LayoutKind.Sequential)] private struct MoeGatePush { public ulong Logits, Weights, Indices; public uint N, E, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeGateBackwardPush { public ulong Logits, Gw, Gl; public uint N, E, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeRoutePush { public ulong Indices, Order, Position, Offsets; public uint M, E; }
@@ -55,7 +52,7 @@ public sealed partial class VulkanBackend
         const string op = "moe_route";
         var gi = G(indices, op, "indices", DType.I32);
         if (indices.Rank != 2) throw new ArgumentException($"{op}: indices must be (N, k), got {indices.ShapeString}.");
-        if (experts < 1 || experts > MaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {MaxExperts}.");
+        if (experts < 1 || experts > IMoEOps.MaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {IMoEOps.MaxExperts}.");
         int m = (int)indices.Count;
         var order = New(DType.I32, m);
         var position = New(DType.I32, m);

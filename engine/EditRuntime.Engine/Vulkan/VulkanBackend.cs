@@ -9,7 +9,7 @@ namespace EditRuntime.Vulkan;
 /// reductions, matmul), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax, Adam) and
 /// VulkanBackend.Sequence.cs (attention, embedding, cross-entropy).
 /// </summary>
-public sealed partial class VulkanBackend : IBackend, IDeviceCounters
+public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDeviceCounters
 {
     public VulkanDevice Device { get; }
     public VulkanOps Ops { get; }
