@@ -49,8 +49,8 @@ public sealed partial class VulkanBackend
     public Tensor LoraForward(Tensor x, Tensor a, Tensor b, Tensor blockIds, float scale)
     {
         const string op = "lora_forward";
-        var (S, T, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds", DType.I32);
+        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds");
+        var (S, T, inW, K, outW, blocks) = OpChecks.LoraForward(x, a, b, blockIds);
         int rows = S * T;
         using var h = LoraDown(gx, ga, gi, rows, T, inW, K, blocks, 0, 1f);
         return LoraUp(h, gb, gi, [S, T, outW], rows, T, outW, K, blocks, 0, scale);
@@ -59,10 +59,8 @@ public sealed partial class VulkanBackend
     public (Tensor GradX, Tensor GradA, Tensor GradB) LoraBackward(Tensor x, Tensor a, Tensor b, Tensor blockIds, Tensor gy, float scale, int block)
     {
         const string op = "lora_backward";
-        var (S, T, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        if (!gy.Shape.SequenceEqual(new[] { S, T, outW })) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{S}, {T}, {outW}].");
-        if (block < -1 || block >= blocks) throw new ArgumentException($"{op}: block {block} is outside [-1, {blocks}).");
-        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds", DType.I32), ggy = G(gy, op, "gy");
+        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds"), ggy = G(gy, op, "gy");
+        var (S, T, inW, K, outW, blocks) = OpChecks.LoraBackward(x, a, b, blockIds, gy, block);
         int rows = S * T;
         using var h = LoraDown(gx, ga, gi, rows, T, inW, K, blocks, 0, 1f);        // x·A
         using var gh = LoraDown(ggy, gb, gi, rows, T, outW, K, blocks, 1, scale);  // scale·gy·Bᵀ
@@ -86,9 +84,9 @@ public sealed partial class VulkanBackend
     public (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
     {
         const string op = "cluster_lookup";
-        var (Q, N, P, D) = EditorOpShapes.ClusterLookup(op, queries, centres, radii, points, pointInfo);
         GpuTensor gq = G(queries, op, "queries"), gc = G(centres, op, "centres"), gr = G(radii, op, "radii"),
-            gp = G(points, op, "points"), gi = G(pointInfo, op, "pointInfo", DType.I32);
+            gp = G(points, op, "points"), gi = G(pointInfo, op, "pointInfo");
+        var (Q, N, P, D) = OpChecks.ClusterLookup(queries, centres, radii, points, pointInfo);
         var blocks = New(DType.I32, Q);
         var dist = New(Q);
         if (Q == 0) return (blocks, dist);

@@ -24,7 +24,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_gate_topk";
         var gl = G(logits, op, "logits");
-        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
+        var (n, e) = OpChecks.MoeGateTopK(logits, k);
         var w = New(n, k);
         var idx = New(DType.I32, n, k);
         Ops.Elementwise("core/moe_gate_topk_forward",
@@ -37,9 +37,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_gate_topk_backward";
         var gl = G(logits, op, "logits"); var gw = G(gWeights, op, "gWeights");
-        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
-        if (gWeights.Rank != 2 || gWeights.Shape[0] != n || gWeights.Shape[1] != k)
-            throw new ArgumentException($"{op}: gWeights is {gWeights.ShapeString}, expected (N, k) = [{n}, {k}].");
+        var (n, e) = OpChecks.MoeGateTopKBackward(logits, k, gWeights);
         var g = New(n, e);
         Ops.Elementwise("core/moe_gate_topk_backward",
             new MoeGateBackwardPush { Logits = gl.Address, Gw = gw.Address, Gl = g.Address, N = (uint)n, E = (uint)e, K = (uint)k },
@@ -50,10 +48,8 @@ public sealed partial class VulkanBackend
     public (Tensor Order, Tensor Position, Tensor Offsets) MoeRoute(Tensor indices, int experts)
     {
         const string op = "moe_route";
-        var gi = G(indices, op, "indices", DType.I32);
-        if (indices.Rank != 2) throw new ArgumentException($"{op}: indices must be (N, k), got {indices.ShapeString}.");
-        if (experts < 1 || experts > IMoEOps.MaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {IMoEOps.MaxExperts}.");
-        int m = (int)indices.Count;
+        var gi = G(indices, op, "indices");
+        int m = OpChecks.MoeRoute(indices, experts);
         var order = New(DType.I32, m);
         var position = New(DType.I32, m);
         var offsets = New(DType.I32, experts + 1);
@@ -66,8 +62,8 @@ public sealed partial class VulkanBackend
     public Tensor MoeDispatch(Tensor x, Tensor order, int k)
     {
         const string op = "moe_dispatch";
-        var gx = G(x, op, "x"); var go = G(order, op, "order", DType.I32);
-        var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
+        var gx = G(x, op, "x"); var go = G(order, op, "order");
+        var (_, c, m) = OpChecks.MoeDispatch(x, order, k);
         var xs = New(m, c);
         Ops.Elementwise("core/moe_dispatch_forward",
             new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
@@ -78,8 +74,8 @@ public sealed partial class VulkanBackend
     public Tensor MoeDispatchBackward(Tensor position, Tensor gxs, int k)
     {
         const string op = "moe_dispatch_backward";
-        var gp = G(position, op, "position", DType.I32); var gg = G(gxs, op, "gxs");
-        var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
+        var gp = G(position, op, "position"); var gg = G(gxs, op, "gxs");
+        var (_, c, n) = OpChecks.MoeDispatchBackward(position, gxs, k);
         var gx = New(n, c);
         Ops.Elementwise("core/moe_dispatch_backward",
             new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
@@ -90,8 +86,8 @@ public sealed partial class VulkanBackend
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
     {
         const string op = "grouped_matmul";
-        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32);
-        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets");
+        var (m, k, nout, e) = OpChecks.GroupedMatmul(op, xs, w, offsets);
         var y = New(m, nout);
         Ops.Elementwise("core/grouped_matmul_forward",
             new GroupedMatmulPush { A = ga.Address, W = gw.Address, Offsets = go.Address, Y = y.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
@@ -102,9 +98,8 @@ public sealed partial class VulkanBackend
     public (Tensor GradXs, Tensor GradW) GroupedMatmulBackward(Tensor xs, Tensor w, Tensor offsets, Tensor gy)
     {
         const string op = "grouped_matmul_backward";
-        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32); var gg = G(gy, op, "gy");
-        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
-        if (gy.Rank != 2 || gy.Shape[0] != m || gy.Shape[1] != nout) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{m}, {nout}].");
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets"); var gg = G(gy, op, "gy");
+        var (m, k, nout, e) = OpChecks.GroupedMatmulBackward(xs, w, offsets, gy);
         var gxs = New(m, k);
         var gW = New(e, k, nout);
         Ops.Elementwise("core/grouped_matmul_backward_x",
@@ -119,8 +114,8 @@ public sealed partial class VulkanBackend
     public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
     {
         const string op = "moe_combine";
-        var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32);
-        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
+        var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position");
+        var (n, c, k) = OpChecks.MoeCombine(op, ys, weights, position);
         var y = New(n, c);
         Ops.Elementwise("core/moe_combine_forward",
             new MoeCombinePush { Ys = gy.Address, Weights = gw.Address, Position = gp.Address, Y = y.Address, N = (uint)n, C = (uint)c, K = (uint)k },
@@ -131,9 +126,8 @@ public sealed partial class VulkanBackend
     public (Tensor GradYs, Tensor GradWeights) MoeCombineBackward(Tensor ys, Tensor weights, Tensor position, Tensor gy)
     {
         const string op = "moe_combine_backward";
-        var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32); var gg = G(gy, op, "gy");
-        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
-        if (gy.Rank != 2 || gy.Shape[0] != n || gy.Shape[1] != c) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{n}, {c}].");
+        var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position"); var gg = G(gy, op, "gy");
+        var (n, c, k) = OpChecks.MoeCombineBackward(ys, weights, position, gy);
         int m = n * k;
         var dYs = New(m, c);
         var dW = New(n, k);
