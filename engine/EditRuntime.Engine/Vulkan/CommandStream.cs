@@ -1,3 +1,4 @@
+using EditRuntime.Backends;
 using Silk.NET.Vulkan;
 
 namespace EditRuntime.Vulkan;
@@ -37,9 +38,6 @@ public sealed class HazardTracker
     }
 }
 
-/// <summary>GPU time of one recorded command, from timestamps written around it.</summary>
-public readonly record struct KernelTiming(string Label, double Milliseconds);
-
 /// <summary>
 /// Records many dispatches and copies into one command buffer, with barriers only where a hazard
 /// requires one, and submits only when the host needs a result (<see cref="Flush"/>).
@@ -65,7 +63,7 @@ public sealed unsafe class CommandStream : IDisposable
     public int Barriers { get; private set; }
     public long Submits { get; private set; }
     public bool Profiling { get; set; }
-    /// <summary>Timings collected by flushes while profiling; clear it yourself.</summary>
+    /// <summary>GPU time of each recorded command (timestamps around it), collected by flushes while profiling; clear it yourself.</summary>
     public List<KernelTiming> Timings { get; } = new();
     public bool HasPendingWork => _recording && RecordedCommands > 0;
     /// <summary>Device time of every submit so far (timestamps at the start and end of each command

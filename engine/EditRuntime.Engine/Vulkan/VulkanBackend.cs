@@ -9,7 +9,7 @@ namespace EditRuntime.Vulkan;
 /// reductions, matmul), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax, Adam) and
 /// VulkanBackend.Sequence.cs (attention, embedding, cross-entropy).
 /// </summary>
-public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDeviceCounters
+public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDeviceCounters, IKernelProfiler
 {
     public VulkanDevice Device { get; }
     public VulkanOps Ops { get; }
@@ -85,6 +85,24 @@ public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDevice
     public double DeviceBusySeconds => Device.Stream.BusySeconds;
     public long PeakDeviceBytes => (long)Device.Stats.PeakInUseBytes;
     public void ResetPeakDeviceBytes() => Device.Stats.PeakInUseBytes = Device.Stats.InUseBytes;
+
+    public void BeginProfiling()
+    {
+        Device.Stream.Timings.Clear();
+        Device.Stream.Profiling = true;
+    }
+
+    public IReadOnlyList<KernelTiming> EndProfiling()
+    {
+        var stream = Device.Stream;
+        stream.Flush();   // timings are read when their commands complete
+        stream.Profiling = false;
+        var timings = stream.Timings.ToArray();
+        stream.Timings.Clear();
+        return timings;
+    }
+
+    public long Submits => Device.Stream.Submits;
 
     // ---------------------------------------------------------------- elementwise
 
