@@ -30,7 +30,7 @@ public static unsafe class VulkanApi
     public static Vk Global()
     {
         try { return Vk.GetApi(); }
-        catch (Exception e) when (e is DllNotFoundException or FileNotFoundException or EntryPointNotFoundException or TypeInitializationException)
+        catch (Exception e) when (e is DllNotFoundException or FileNotFoundException or Silk.NET.Core.PlatformException or TypeInitializationException)
         {
             throw new DllNotFoundException(
                 "No Vulkan loader found (libvulkan.so.1). On Debian/Ubuntu: apt-get install libvulkan1 mesa-vulkan-drivers (or run 'make deps').", e);

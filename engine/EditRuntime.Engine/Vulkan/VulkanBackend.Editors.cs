@@ -3,7 +3,7 @@ using EditRuntime.Backends;
 
 namespace EditRuntime.Vulkan;
 
-// Editor ops on Vulkan: MELO's per-sample LoRA blocks and its vector-database lookup.
+// ILoraOps on Vulkan: MELO's per-sample LoRA blocks and its vector-database lookup.
 //
 // LoRA forward is two kernels: h = x·A[id] (core/lora_down, rank k per row) and y = scale·h·B[id]
 // (core/lora_up). The backward recomputes h, then gh = scale·gy·B[id]ᵀ (lora_down, transposed

@@ -8,7 +8,7 @@ namespace EditRuntime.Vulkan;
 // gradients) use col_sum-style kernels that are deterministic: no atomics, fixed summation order.
 public sealed partial class VulkanBackend
 {
-    // ---- push-constant mirrors (checked against the SPIR-V block size at dispatch)
+    // ---- push-constant mirrors (checked against the SPIR-V block, member by member, at their first dispatch)
     [StructLayout(LayoutKind.Sequential)] private struct BiasAddPush { public ulong X, Bias, Y; public uint N, Cols; }
     [StructLayout(LayoutKind.Sequential)] private struct ColSumPush { public ulong X, Y; public uint Rows, Cols, RowsPerChunk; }
     [StructLayout(LayoutKind.Sequential)] private struct GeluPush { public ulong X, Y; public uint N; }

@@ -6,8 +6,10 @@ namespace EditRuntime.Vulkan;
 /// The op set on our Vulkan compute shaders. Work is recorded into the device's command stream
 /// and submitted only when the host reads a value (<see cref="ToFloatArray"/>) or calls
 /// <see cref="Synchronize"/>. Split over partial files: this one (tensors, elementwise,
-/// reductions, matmul), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax, Adam) and
-/// VulkanBackend.Sequence.cs (attention, embedding, cross-entropy).
+/// reductions, matmul, counters and profiler), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax,
+/// Adam), VulkanBackend.Sequence.cs (attention, embedding, cross-entropy), and the editor op interfaces
+/// beside the core: VulkanBackend.Editors.cs (<see cref="ILoraOps"/>) and VulkanBackend.MoE.cs (<see cref="IMoEOps"/>).
+/// Argument checks are <see cref="OpChecks"/>', shared with the Torch backend; kernels go through <see cref="VulkanOps"/>.
 /// </summary>
 public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDeviceCounters, IKernelProfiler
 {

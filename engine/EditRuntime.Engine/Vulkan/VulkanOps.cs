@@ -15,7 +15,7 @@ public sealed class VulkanOps(VulkanDevice device)
     public VulkanDevice Device { get; } = device;
     private CommandStream Stream => Device.Stream;
 
-    // ---- push-constant mirrors (checked against the SPIR-V block size at dispatch)
+    // ---- push-constant mirrors (checked against the SPIR-V block, member by member, at their first dispatch)
     [StructLayout(LayoutKind.Sequential)] private struct CopyPush { public ulong Src, Dst; public uint N; }
     [StructLayout(LayoutKind.Sequential)] private struct BinaryPush { public ulong A, B, C; public uint N; }
     [StructLayout(LayoutKind.Sequential)] private struct ScalePush { public ulong X, Y; public uint N; public float Alpha; }
