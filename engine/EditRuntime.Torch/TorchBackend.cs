@@ -9,8 +9,9 @@ namespace EditRuntime.Torch;
 /// shim libeditrt_torch.so (native/editrt_torch.cpp). Backward ops are torch's own autograd over
 /// the rebuilt forward graph, so they check the Vulkan backward shaders independently.
 ///
-/// Arguments are validated by the checks every backend shares (<see cref="OpChecks"/>: dtype, rank, shapes;
-/// ArgumentException naming op and argument); this backend adds its own limit (32 dimensions). The inner and batch dimensions of matmul, ids outside the embedding table and targets outside
+/// Arguments are validated by the checks every backend shares (<see cref="OpChecks"/>: dtype, rank,
+/// shapes; ArgumentException naming op and argument); this backend adds its own limit (32 dimensions).
+/// The inner and batch dimensions of matmul, ids outside the embedding table and targets outside
 /// the vocabulary are checked by libtorch itself: its message comes back in an ArgumentException
 /// whose inner exception is the <see cref="TorchException"/>. Any other libtorch failure is a
 /// <see cref="TorchException"/>. Every op runs synchronously; outputs are fresh tensors.
