@@ -9,10 +9,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CONFIG ?= Release
 SLN := EditRuntime.sln
-# Debian packages: the Vulkan loader and headers, Mesa's lavapipe (CPU Vulkan driver), the shader
-# compiler, the validation layer, a C compiler (struct-layout test, Torch shim), libtorch 1.13 for the
-# reference backend and OpenBLAS (pthread) so that torch's matmul is not ~4 GFLOP/s.
-APT_PACKAGES := mesa-vulkan-drivers libvulkan1 libvulkan-dev glslc spirv-tools vulkan-tools \
+# Debian packages: the Vulkan loader, Mesa's lavapipe (CPU Vulkan driver), the shader compiler, the
+# validation layer, a C++ compiler (the Torch shim), libtorch 1.13 for the reference backend and OpenBLAS
+# (pthread) so that torch's matmul is not ~4 GFLOP/s. The Vulkan binding itself is Silk.NET.Vulkan (NuGet).
+APT_PACKAGES := mesa-vulkan-drivers libvulkan1 glslc spirv-tools vulkan-tools \
                 vulkan-validationlayers gcc g++ libc6-dev libtorch-dev libopenblas0-pthread
 STAMP := .build
 DOTNET_CLI_TELEMETRY_OPTOUT := 1

@@ -14,7 +14,7 @@ namespace EditRuntime.Editing.Plugins;
 /// - lookup: the nearest centre; outside its radius → no LoRA (−1); inside → the block of the cluster's
 ///   nearest point (−1 if a split left it none).
 /// The index lives on the host (inserts are rare and sequential) and is mirrored to the device for the
-/// lookup (<see cref="IBackend.ClusterLookup"/>), uploaded again only after a change.
+/// lookup (<see cref="ILoraOps.ClusterLookup"/>), uploaded again only after a change.
 /// </summary>
 public sealed class ClusterIndex : IDisposable
 {
@@ -183,7 +183,7 @@ public sealed class ClusterIndex : IDisposable
     {
         if (_clusters.Count == 0) return null;
         if (_dirty || _centres is null || !ReferenceEquals(_centres.Backend, backend)) Upload(backend);
-        var (blocks, dist) = backend.ClusterLookup(queries, _centres!, _radii!, _points!, _info!);
+        var (blocks, dist) = backend.Ops<ILoraOps>().ClusterLookup(queries, _centres!, _radii!, _points!, _info!);
         dist.Dispose();
         return blocks;
     }

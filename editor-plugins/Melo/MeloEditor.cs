@@ -13,7 +13,7 @@ namespace EditRuntime.Editing.Plugins;
 /// last prompt token) picks each sample's block at inference, or none (the frozen model answers).
 /// Each edit batch takes the next free block, trains only it (Adam, step decay), then inserts its keys.
 /// The routing runs on the device: the key site's adapter gathers the keys and looks them up
-/// (<see cref="IBackend.ClusterLookup"/>) and the LoRA sites read the block ids from there.
+/// (<see cref="ILoraOps.ClusterLookup"/>) and the LoRA sites read the block ids from there.
 /// </summary>
 [EditorPlugin("MELO", "Melo")]
 public sealed class MeloEditor : IEditor, ILinearAdapter

@@ -66,7 +66,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         var model = context.Model;
         _site = hparams.Site("layer", model, "mlp.c_fc", "mlp.c_proj");
         _layer = Gpt2Model.SiteLayer(_site);
-        _experts = hparams.Int("experts", 1, VulkanBackend.MaxExperts);
+        _experts = hparams.Int("experts", 1, IMoEOps.MaxExperts);
         _topK = hparams.Int("top_k", 1, _experts);
         _rank = hparams.Int("rank", 1, 4096);
         _lambda = hparams.Float("lambda", 0, 1000);

@@ -104,20 +104,18 @@ internal static class BenchOpsCommand
             be.Synchronize();
             double est = sw.Elapsed.TotalMilliseconds;
             int runs = repeat > 0 ? repeat : Math.Clamp((int)(500 / Math.Max(est, 1e-3)), 3, 50);
-            var stream = (be as VulkanBackend)?.Device.Stream;
+            var profiler = be as IKernelProfiler;   // device time per run where the backend can measure it
             var wall = new List<double>();
             var gpu = new List<double>();
-            if (stream is not null) stream.Profiling = true;
             for (int i = 0; i < runs; i++)
             {
-                stream?.Timings.Clear();
+                profiler?.BeginProfiling();
                 sw.Restart();
                 c.Run(be, inputs);
                 be.Synchronize();
                 wall.Add(sw.Elapsed.TotalMilliseconds);
-                if (stream is not null) gpu.Add(stream.Timings.Sum(t => t.Milliseconds));
+                if (profiler is not null) gpu.Add(profiler.EndProfiling().Sum(t => t.Milliseconds));
             }
-            if (stream is not null) stream.Profiling = false;
             return new Timing(Cli.Median(wall), gpu.Count > 0 ? Cli.Median(gpu) : 0, null);
         }
         catch (UnsupportedOpException e)

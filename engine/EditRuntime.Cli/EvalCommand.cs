@@ -26,8 +26,8 @@ internal static class EvalCommand
         var md = ModelDirectory.Load(modelDir);
         family ??= md.Family;
         using var be = BackendFactory.Create(backendName, options);
-        var stream = (be as VulkanBackend)?.Device.Stream;
-        if (profile && stream is null) throw new ArgumentException("--profile times Vulkan kernels; this run uses the " + be.Name + " backend.");
+        var profiler = be as IKernelProfiler;
+        if (profile && profiler is null) throw new ArgumentException($"--profile times Vulkan kernels with device timestamps; this run uses the {be.Name} backend, which has no kernel profiler.");
         using var model = new Gpt2Model(be, md.Config, md.Weights);
         var ctx = new EditorContext(model, md);
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, ov);
@@ -36,7 +36,7 @@ internal static class EvalCommand
         Console.WriteLine($"{d.Name} on {modelDir} ({be.Name}: {be.DeviceDescription}); {data}: {requests.Count} requests; protocol {protocolName}, {edits} edits" +
                           (protocol == EditProtocol.SequentialBatch ? $" in batches of {batch}" : "") + (every > 0 ? $"; curve every {every}" : ""));
         Console.WriteLine($"hyper-parameters ({family}): {d.HyperParameters.ToJsonString()}; trainable parameters {d.TrainableParameters}; layers {string.Join(", ", d.LayersTouched)}");
-        if (profile) { stream!.Timings.Clear(); stream.Profiling = true; }
+        if (profile) profiler!.BeginProfiling();
         var progress = new ProgressLine();
         var r = EditProtocols.Run(ctx, editor, requests, protocol, edits, batch, new EditRunOptions { CurveEvery = every, Progress = progress.Update });
         progress.Done();
@@ -53,7 +53,7 @@ internal static class EvalCommand
                           (r.DeviceSecondsPerEdit is { } g ? $", {g * 1000:0.0} ms device" : "") +
                           (r.PeakDeviceBytes is { } pb ? $"; peak device memory {r.PeakEditDeviceBytes!.Value / 1048576.0:0.0} MiB editing, {pb / 1048576.0:0.0} MiB in the run" : "") +
                           $"; run {r.TotalSeconds:0.0} s ({r.MeasureSeconds:0.0} s measuring)");
-        if (profile) PrintProfile(stream!);
+        if (profile) PrintProfile(profiler!);
         var diagnostics = (editor as IEditorDiagnostics)?.Diagnostics();
         if (diagnostics is not null) Console.WriteLine($"diagnostics: {diagnostics.ToJsonString()}");
         if (outDir is not null)
@@ -65,20 +65,18 @@ internal static class EvalCommand
     }
 
     /// <summary>Device time per kernel label over the run (edits and measurements), largest first.</summary>
-    private static void PrintProfile(CommandStream stream)
+    private static void PrintProfile(IKernelProfiler profiler)
     {
-        stream.Flush();
-        stream.Profiling = false;
-        var rows = stream.Timings.GroupBy(t => t.Label)
+        var timings = profiler.EndProfiling();
+        var rows = timings.GroupBy(t => t.Label)
             .Select(g => (Label: g.Key, Count: g.Count(), Ms: g.Sum(t => t.Milliseconds)))
             .OrderByDescending(x => x.Ms).ToList();
         double total = rows.Sum(x => x.Ms);
-        Console.WriteLine($"profile: {stream.Timings.Count} timed commands, {total / 1000:0.00} s of kernel time, {stream.Submits} submits");
+        Console.WriteLine($"profile: {timings.Count} timed commands, {total / 1000:0.00} s of kernel time, {profiler.Submits} submits");
         Console.WriteLine($"  {"kernel",-36} {"count",8} {"total ms",10} {"share",6} {"µs each",9}");
         foreach (var x in rows.Take(25))
             Console.WriteLine($"  {x.Label,-36} {x.Count,8} {x.Ms,10:0.0} {x.Ms / total,6:P0} {x.Ms * 1000 / x.Count,9:0.0}");
         if (rows.Count > 25) Console.WriteLine($"  … {rows.Count - 25} more kernels, {rows.Skip(25).Sum(x => x.Ms):0.0} ms");
-        stream.Timings.Clear();
     }
 }
 

@@ -3,13 +3,10 @@ using EditRuntime.Backends;
 namespace EditRuntime.Torch;
 
 // Mixture-of-experts ops on libtorch (native/editrt_torch_moe.h): the reference for the Vulkan kernels.
-// Shapes are checked here with the same rules and messages as the Vulkan backend; backward ops are
-// torch's autograd over the rebuilt forward.
+// Arguments are checked by OpChecks, shared with the Vulkan backend; backward ops are torch's autograd over
+// the rebuilt forward.
 public sealed unsafe partial class TorchBackend
 {
-    /// <summary>Same limit as the Vulkan kernels, so both backends accept the same inputs.</summary>
-    private const int MoeMaxExperts = EditorOpShapes.MaxExperts;
-
     /// <summary>Wraps several outputs of mixed dtypes; if one fails, frees all of them.</summary>
     private TorchTensor[] WrapMixed(string op, params (TorchHandle Handle, DType DType, int[] Shape)[] outs)
     {
@@ -32,7 +29,7 @@ public sealed unsafe partial class TorchBackend
     {
         const string op = "moe_gate_topk";
         var tl = T(logits, op, "logits");
-        var (n, _) = EditorOpShapes.MoeGate(op, logits, k);
+        var (n, _) = OpChecks.MoeGateTopK(logits, k);
         Check(Native.et_moe_gate_topk(tl.Handle, k, out var w, out var idx), op);
         var r = WrapMixed(op, (w, DType.F32, [n, k]), (idx, DType.I32, [n, k]));
         return (r[0], r[1]);
@@ -43,8 +40,7 @@ public sealed unsafe partial class TorchBackend
         const string op = "moe_gate_topk_backward";
         var tl = T(logits, op, "logits");
         var tg = T(gWeights, op, "gWeights");
-        var (n, _) = EditorOpShapes.MoeGate(op, logits, k);
-        CheckGy(op, gWeights, [n, k]);
+        OpChecks.MoeGateTopKBackward(logits, k, gWeights);
         Check(Native.et_moe_gate_topk_backward(tl.Handle, k, tg.Handle, out var h), op);
         return Wrap(h, op, DType.F32, logits.Shape);
     }
@@ -52,10 +48,8 @@ public sealed unsafe partial class TorchBackend
     public (Tensor Order, Tensor Position, Tensor Offsets) MoeRoute(Tensor indices, int experts)
     {
         const string op = "moe_route";
-        var ti = T(indices, op, "indices", DType.I32);
-        if (indices.Rank != 2) throw new ArgumentException($"{op}: indices must be (N, k), got {indices.ShapeString}.", nameof(indices));
-        if (experts < 1 || experts > MoeMaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {MoeMaxExperts}.", nameof(experts));
-        int m = (int)indices.Count;
+        var ti = T(indices, op, "indices");
+        int m = OpChecks.MoeRoute(indices, experts);
         Check(Native.et_moe_route(ti.Handle, experts, out var o, out var p, out var off), op);
         var r = WrapMixed(op, (o, DType.I32, [m]), (p, DType.I32, [m]), (off, DType.I32, [experts + 1]));
         return (r[0], r[1], r[2]);
@@ -65,8 +59,8 @@ public sealed unsafe partial class TorchBackend
     {
         const string op = "moe_dispatch";
         var tx = T(x, op, "x");
-        var to = T(order, op, "order", DType.I32);
-        var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
+        var to = T(order, op, "order");
+        var (_, c, m) = OpChecks.MoeDispatch(x, order, k);
         Check(Native.et_moe_dispatch(tx.Handle, to.Handle, k, out var h), op);
         return Wrap(h, op, DType.F32, [m, c]);
     }
@@ -74,9 +68,9 @@ public sealed unsafe partial class TorchBackend
     public Tensor MoeDispatchBackward(Tensor position, Tensor gxs, int k)
     {
         const string op = "moe_dispatch_backward";
-        var tp = T(position, op, "position", DType.I32);
+        var tp = T(position, op, "position");
         var tg = T(gxs, op, "gxs");
-        var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
+        var (_, c, n) = OpChecks.MoeDispatchBackward(position, gxs, k);
         Check(Native.et_moe_dispatch_backward(tp.Handle, tg.Handle, k, out var h), op);
         return Wrap(h, op, DType.F32, [n, c]);
     }
@@ -84,8 +78,8 @@ public sealed unsafe partial class TorchBackend
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
     {
         const string op = "grouped_matmul";
-        var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets", DType.I32);
-        var (m, _, nout, _) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
+        var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets");
+        var (m, _, nout, _) = OpChecks.GroupedMatmul(op, xs, w, offsets);
         CheckArgument(Native.et_grouped_matmul(tx.Handle, tw.Handle, to.Handle, out var h), op, $"{op}: offsets", nameof(offsets));
         return Wrap(h, op, DType.F32, [m, nout]);
     }
@@ -93,9 +87,8 @@ public sealed unsafe partial class TorchBackend
     public (Tensor GradXs, Tensor GradW) GroupedMatmulBackward(Tensor xs, Tensor w, Tensor offsets, Tensor gy)
     {
         const string op = "grouped_matmul_backward";
-        var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets", DType.I32); var tg = T(gy, op, "gy");
-        var (m, _, nout, _) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
-        CheckGy(op, gy, [m, nout]);
+        var tx = T(xs, op, "xs"); var tw = T(w, op, "w"); var to = T(offsets, op, "offsets"); var tg = T(gy, op, "gy");
+        OpChecks.GroupedMatmulBackward(xs, w, offsets, gy);
         CheckArgument(Native.et_grouped_matmul_backward(tx.Handle, tw.Handle, to.Handle, tg.Handle, out var gx, out var gw), op, $"{op}: offsets", nameof(offsets));
         var r = WrapMixed(op, (gx, DType.F32, xs.Shape), (gw, DType.F32, w.Shape));
         return (r[0], r[1]);
@@ -104,8 +97,8 @@ public sealed unsafe partial class TorchBackend
     public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
     {
         const string op = "moe_combine";
-        var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position", DType.I32);
-        var (n, c, _) = EditorOpShapes.MoeCombine(op, ys, weights, position);
+        var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position");
+        var (n, c, _) = OpChecks.MoeCombine(op, ys, weights, position);
         Check(Native.et_moe_combine(ty.Handle, tw.Handle, tp.Handle, out var h), op);
         return Wrap(h, op, DType.F32, [n, c]);
     }
@@ -113,9 +106,8 @@ public sealed unsafe partial class TorchBackend
     public (Tensor GradYs, Tensor GradWeights) MoeCombineBackward(Tensor ys, Tensor weights, Tensor position, Tensor gy)
     {
         const string op = "moe_combine_backward";
-        var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position", DType.I32); var tg = T(gy, op, "gy");
-        var (n, c, _) = EditorOpShapes.MoeCombine(op, ys, weights, position);
-        CheckGy(op, gy, [n, c]);
+        var ty = T(ys, op, "ys"); var tw = T(weights, op, "weights"); var tp = T(position, op, "position"); var tg = T(gy, op, "gy");
+        OpChecks.MoeCombineBackward(ys, weights, position, gy);
         Check(Native.et_moe_combine_backward(ty.Handle, tw.Handle, tp.Handle, tg.Handle, out var gys, out var gw), op);
         var r = WrapMixed(op, (gys, DType.F32, ys.Shape), (gw, DType.F32, weights.Shape));
         return (r[0], r[1]);

@@ -9,7 +9,8 @@ namespace EditRuntime.Torch;
 /// shim libeditrt_torch.so (native/editrt_torch.cpp). Backward ops are torch's own autograd over
 /// the rebuilt forward graph, so they check the Vulkan backward shaders independently.
 ///
-/// Arguments are validated here (dtype, rank, shapes; ArgumentException naming op and argument).
+/// Arguments are validated by the checks every backend shares (<see cref="OpChecks"/>: dtype, rank,
+/// shapes; ArgumentException naming op and argument); this backend adds its own limit (32 dimensions).
 /// The inner and batch dimensions of matmul, ids outside the embedding table and targets outside
 /// the vocabulary are checked by libtorch itself: its message comes back in an ArgumentException
 /// whose inner exception is the <see cref="TorchException"/>. Any other libtorch failure is a
@@ -18,7 +19,7 @@ namespace EditRuntime.Torch;
 /// The intra-op thread count is process-wide (libtorch's at::set_num_threads, plus OpenBLAS's
 /// pool): the last TorchBackend created sets it.
 /// </summary>
-public sealed unsafe partial class TorchBackend : IBackend
+public sealed unsafe partial class TorchBackend : IBackend, ILoraOps, IMoEOps
 {
     /// <summary>Environment variable with the thread count (wins over OMP_NUM_THREADS).</summary>
     public const string ThreadsVariable = "EDITRT_TORCH_THREADS";
@@ -157,22 +158,10 @@ public sealed unsafe partial class TorchBackend : IBackend
         throw new ArgumentException($"{context}: rejected by libtorch: {why}", paramName, e);
     }
 
-    /// <summary>The Torch tensor behind <paramref name="t"/>, or an error naming the op and argument.</summary>
-    private static TorchTensor T(Tensor? t, string op, string arg, DType dtype = DType.F32)
-    {
-        var tt = TAny(t, op, arg);
-        if (tt.DType != dtype) throw new ArgumentException($"{op}: {arg} must be {dtype}, got {tt.DType} {tt.ShapeString}.", arg);
-        return tt;
-    }
-
-    private static TorchTensor TAny(Tensor? t, string op, string arg)
-    {
-        if (t is null) throw new ArgumentNullException(arg, $"{op}: {arg} is null.");
-        if (t is not TorchTensor tt)
-            throw new ArgumentException($"{op}: {arg} is a {t.Backend.Name} tensor ({t.GetType().Name}), not a Torch backend tensor.", arg);
-        if (tt.IsDisposed) throw new ObjectDisposedException($"{op}: {arg}", $"{op}: {arg} was disposed.");
-        return tt;
-    }
+    /// <summary>The live Torch tensor behind <paramref name="t"/> (any dtype), or an error naming the op and argument.
+    /// Dtypes and shapes are the op's check in <see cref="OpChecks"/>, shared with every backend.</summary>
+    private static TorchTensor T(Tensor? t, string op, string arg) =>
+        t is TorchTensor tt && !tt.IsDisposed ? tt : throw OpChecks.NotOwned(op, arg, t, "torch");
 
     /// <summary>Wraps an output handle, checking that libtorch produced exactly the dtype and shape this op promises.</summary>
     private TorchTensor Wrap(TorchHandle h, string op, DType dtype, int[] expected)
@@ -200,35 +189,18 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     private static long[] Dims(int[] shape) => Array.ConvertAll(shape, d => (long)d);
 
-    private static void ValidateShape(string op, int[]? shape)
+    /// <summary>This backend's own limit on shapes (the shim's fixed-size shape buffers), beside the shared checks.</summary>
+    private static void MaxRankOf(string op, int[] shape)
     {
-        if (shape is null) throw new ArgumentNullException(nameof(shape), $"{op}: shape is null.");
-        if (shape.Any(d => d < 0)) throw new ArgumentException($"{op}: negative dimension in shape {Tensor.Format(shape)}.", nameof(shape));
         if (shape.Length > MaxRank) throw new ArgumentException($"{op}: rank {shape.Length} exceeds {MaxRank}.", nameof(shape));
-        long n = shape.Aggregate(1L, (a, d) => a * d);
-        if (n > int.MaxValue) throw new ArgumentException($"{op}: shape {Tensor.Format(shape)} has {n} elements; at most {int.MaxValue} are supported.", nameof(shape));
     }
-
-    private static void SameShape(string op, Tensor a, Tensor b, string an, string bn)
-    {
-        if (!a.Shape.SequenceEqual(b.Shape))
-            throw new ArgumentException($"{op}: {an} {a.ShapeString} and {bn} {b.ShapeString} must have the same shape.", bn);
-    }
-
-    private static void AtLeastRank1(string op, Tensor x, string arg)
-    {
-        if (x.Rank == 0) throw new ArgumentException($"{op}: {arg} needs at least one dimension, got a scalar.", arg);
-    }
-
-    /// <summary>(...) for (..., C); [1] for a rank-1 input (as the Vulkan backend).</summary>
-    private static int[] RowShape(Tensor x) => x.Rank == 1 ? [1] : x.Shape[..^1];
 
     // ---------------------------------------------------------------- tensors
 
     public Tensor Empty(DType dtype, params int[] shape)
     {
-        ValidateShape("empty", shape);
-        if (!Enum.IsDefined(dtype)) throw new ArgumentException($"empty: unknown dtype {dtype}.", nameof(dtype));
+        OpChecks.Empty(dtype, shape);
+        MaxRankOf("empty", shape);
         var dims = Dims(shape);
         TorchHandle h;
         fixed (long* p = dims) Check(Native.et_empty((int)dtype, p, dims.Length, PoisonAllocations ? 1 : 0, out h), "empty");
@@ -240,11 +212,9 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     private Tensor FromData<T>(T[] data, DType dtype, int[] shape) where T : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(data);
-        ValidateShape("from_array", shape);
+        OpChecks.FromArray(data, shape);
+        MaxRankOf("from_array", shape);
         var dims = Dims(shape);
-        long n = shape.Aggregate(1L, (a, d) => a * d);
-        if (data.Length != n) throw new ArgumentException($"FromArray: {data.Length} values for shape {Tensor.Format(shape)}.", nameof(data));
         TorchHandle h;
         fixed (T* d = data)
         fixed (long* p = dims)
@@ -255,6 +225,7 @@ public sealed unsafe partial class TorchBackend : IBackend
     public float[] ToFloatArray(Tensor t)
     {
         var tt = T(t, "ToFloatArray", "tensor");
+        OpChecks.DType("ToFloatArray", "tensor", t);
         var r = new float[tt.Count];
         fixed (float* p = r) Check(Native.et_to_data(tt.Handle, (int)DType.F32, p, r.Length), "to_array");
         return r;
@@ -262,7 +233,8 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     public int[] ToIntArray(Tensor t)
     {
-        var tt = T(t, "ToIntArray", "tensor", DType.I32);
+        var tt = T(t, "ToIntArray", "tensor");
+        OpChecks.DType("ToIntArray", "tensor", t, DType.I32);
         var r = new int[tt.Count];
         fixed (int* p = r) Check(Native.et_to_data(tt.Handle, (int)DType.I32, p, r.Length), "to_array");
         return r;
@@ -273,14 +245,18 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     // ---------------------------------------------------------------- elementwise
 
-    public void Fill(Tensor x, float value) => Check(Native.et_fill(T(x, "fill", "x").Handle, value), "fill");
+    public void Fill(Tensor x, float value)
+    {
+        var tx = T(x, "fill", "x");
+        OpChecks.Unary("fill", x);
+        Check(Native.et_fill(tx.Handle, value), "fill");
+    }
 
     public Tensor Reshape(Tensor x, params int[] shape)
     {
-        var tx = TAny(x, "reshape", "x");
-        ValidateShape("reshape", shape);
-        long n = shape.Aggregate(1L, (a, d) => a * d);
-        if (n != x.Count) throw new ArgumentException($"reshape: {x.ShapeString} ({x.Count} elements) cannot become {Tensor.Format(shape)} ({n}).", nameof(shape));
+        var tx = T(x, "reshape", "x");
+        OpChecks.Reshape(x, shape);
+        MaxRankOf("reshape", shape);
         var dims = Dims(shape);
         TorchHandle h;
         fixed (long* p = dims) Check(Native.et_reshape(tx.Handle, p, dims.Length, out h), "reshape");
@@ -297,14 +273,16 @@ public sealed unsafe partial class TorchBackend : IBackend
     {
         var ta = T(a, op, "a");
         var tb = T(b, op, "b");
-        SameShape(op, a, b, "a", "b");
+        OpChecks.Binary(op, a, b);
         Check(fn(ta.Handle, tb.Handle, out var h), op);
         return Wrap(h, op, DType.F32, a.Shape);
     }
 
     public Tensor Scale(Tensor x, float alpha)
     {
-        Check(Native.et_scale(T(x, "scale", "x").Handle, alpha, out var h), "scale");
+        var tx = T(x, "scale", "x");
+        OpChecks.Unary("scale", x);
+        Check(Native.et_scale(tx.Handle, alpha, out var h), "scale");
         return Wrap(h, "scale", DType.F32, x.Shape);
     }
 
@@ -312,7 +290,7 @@ public sealed unsafe partial class TorchBackend : IBackend
     {
         var tx = T(x, "axpy", "x");
         var ty = T(y, "axpy", "y");
-        SameShape("axpy", x, y, "x", "y");
+        OpChecks.Axpy(x, y);
         Check(Native.et_axpy(alpha, tx.Handle, ty.Handle), "axpy");
     }
 
@@ -320,20 +298,18 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     public void CopyStrided(Tensor src, Tensor dst, int rows, int cols, long srcOffset, long srcStride, long dstOffset, long dstStride)
     {
-        var s = TAny(src, "copy_strided", "src");
-        var d = TAny(dst, "copy_strided", "dst");
-        if (src.DType != dst.DType) throw new ArgumentException($"copy_strided: src is {src.DType} but dst is {dst.DType}.");
-        Tensor.CheckStridedBlock("copy_strided", "src", src.Count, rows, cols, srcOffset, srcStride);
-        Tensor.CheckStridedBlock("copy_strided", "dst", dst.Count, rows, cols, dstOffset, dstStride);
+        var s = T(src, "copy_strided", "src");
+        var d = T(dst, "copy_strided", "dst");
+        OpChecks.CopyStrided(src, dst, rows, cols, srcOffset, srcStride, dstOffset, dstStride);
         Check(Native.et_copy_strided(s.Handle, d.Handle, rows, cols, srcOffset, srcStride, dstOffset, dstStride), "copy_strided");
     }
 
     public Tensor Transpose12(Tensor x)
     {
-        var tx = TAny(x, "transpose12", "x");
-        if (x.Rank != 4) throw new ArgumentException($"transpose12: x must be rank 4 (A, B, C, D), got {x.ShapeString}.");
+        var tx = T(x, "transpose12", "x");
+        var shape = OpChecks.Transpose12(x);
         Check(Native.et_transpose12(tx.Handle, out var h), "transpose12");
-        return Wrap(h, "transpose12", x.DType, [x.Shape[0], x.Shape[2], x.Shape[1], x.Shape[3]]);
+        return Wrap(h, "transpose12", x.DType, shape);
     }
 
     // ---------------------------------------------------------------- whole-model reference
@@ -347,9 +323,11 @@ public sealed unsafe partial class TorchBackend : IBackend
         Tensor ids, Tensor? keyMask, Tensor targets)
     {
         var ps = parameters.Select((t, i) => T(t, "gpt2_loss_grads", $"parameter {i}")).ToArray();
-        var idsT = TAny(ids, "gpt2_loss_grads", "ids");
-        var tgT = TAny(targets, "gpt2_loss_grads", "targets");
+        foreach (var (p, i) in ps.Select((p, i) => (p, i))) OpChecks.DType("gpt2_loss_grads", $"parameter {i}", p);
+        var idsT = T(ids, "gpt2_loss_grads", "ids");
+        var tgT = T(targets, "gpt2_loss_grads", "targets");
         var maskT = keyMask is null ? null : T(keyMask, "gpt2_loss_grads", "keyMask");
+        if (keyMask is not null) OpChecks.DType("gpt2_loss_grads", "keyMask", keyMask);
         var refs = new List<bool>();
         var raw = new IntPtr[ps.Length];
         var grads = new IntPtr[ps.Length];
@@ -395,32 +373,33 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     public Tensor Sum(Tensor x)
     {
-        Check(Native.et_sum(T(x, "sum", "x").Handle, out var h), "sum");
+        var tx = T(x, "sum", "x");
+        OpChecks.Unary("sum", x);
+        Check(Native.et_sum(tx.Handle, out var h), "sum");
         return Wrap(h, "sum", DType.F32, [1]);
     }
 
     public Tensor RowSum(Tensor x)
     {
         var tx = T(x, "row_sum", "x");
-        AtLeastRank1("row_sum", x, "x");
+        var shape = OpChecks.RowReduce("row_sum", x);
         Check(Native.et_row_sum(tx.Handle, out var h), "row_sum");
-        return Wrap(h, "row_sum", DType.F32, RowShape(x));
+        return Wrap(h, "row_sum", DType.F32, shape);
     }
 
     public Tensor RowMax(Tensor x)
     {
         var tx = T(x, "row_max", "x");
-        AtLeastRank1("row_max", x, "x");
-        if (x.Shape[^1] == 0) throw new ArgumentException($"row_max: the last dimension of {x.ShapeString} is empty.", nameof(x));
+        var shape = OpChecks.RowReduce("row_max", x);
         Check(Native.et_row_max(tx.Handle, out var h), "row_max");
-        return Wrap(h, "row_max", DType.F32, RowShape(x));
+        return Wrap(h, "row_max", DType.F32, shape);
     }
 
     public Tensor SumBackward(Tensor gy, int[] shape, float scale)
     {
         var tg = T(gy, "sum_backward", "gy");
-        ValidateShape("sum_backward", shape);
-        if (gy.Count != 1) throw new ArgumentException($"sum_backward: gy must have one element, got {gy.ShapeString}.", nameof(gy));
+        OpChecks.SumBackward(gy, shape);
+        MaxRankOf("sum_backward", shape);
         var dims = Dims(shape);
         TorchHandle h;
         fixed (long* p = dims) Check(Native.et_sum_backward(tg.Handle, p, dims.Length, scale, out h), "sum_backward");
@@ -430,9 +409,8 @@ public sealed unsafe partial class TorchBackend : IBackend
     public Tensor RowSumBackward(Tensor gy, int[] shape, float scale)
     {
         var tg = T(gy, "row_sum_backward", "gy");
-        ValidateShape("row_sum_backward", shape);
-        long rows = shape.Length <= 1 ? 1 : shape[..^1].Aggregate(1L, (a, d) => a * d);
-        if (gy.Count != rows) throw new ArgumentException($"row_sum_backward: gy {gy.ShapeString} must have one value per row of {Tensor.Format(shape)}.", nameof(gy));
+        OpChecks.RowSumBackward(gy, shape);
+        MaxRankOf("row_sum_backward", shape);
         var dims = Dims(shape);
         TorchHandle h;
         fixed (long* p = dims) Check(Native.et_row_sum_backward(tg.Handle, p, dims.Length, scale, out h), "row_sum_backward");
@@ -444,22 +422,12 @@ public sealed unsafe partial class TorchBackend : IBackend
     private static string MatmulText(Tensor a, Tensor b, bool transA, bool transB) =>
         $"matmul: A {a.ShapeString}{(transA ? "ᵀ" : "")} · B {b.ShapeString}{(transB ? "ᵀ" : "")}";
 
-    /// <summary>The shape of op(A)·op(B) from the ranks (checked here, as the Vulkan backend does) and
-    /// the outer dimensions. Inner and batch dimensions are left to libtorch (mm / bmm) to check.</summary>
-    private static int[] MatmulOutShape(Tensor a, Tensor b, bool transA, bool transB)
-    {
-        if (a.Rank is < 2 or > 3 || b.Rank is < 2 or > 3 || (a.Rank == 2 && b.Rank == 3))
-            throw new ArgumentException($"{MatmulText(a, b, transA, transB)}: A and B must be rank 2 or 3 (rank-3 A may take a rank-2 B, broadcast over the batch).");
-        int m = transA ? a.Shape[^1] : a.Shape[^2];
-        int n = transB ? b.Shape[^2] : b.Shape[^1];
-        return a.Rank == 3 ? [a.Shape[0], m, n] : [m, n];
-    }
-
     public Tensor Matmul(Tensor a, Tensor b, bool transA = false, bool transB = false)
     {
         var ta = T(a, "matmul", "A");
         var tb = T(b, "matmul", "B");
-        var shape = MatmulOutShape(a, b, transA, transB);
+        // Ranks here; the inner and batch dimensions are left to libtorch, whose message reaches the user.
+        var shape = OpChecks.MatmulRanks("matmul", a, b, transA, transB);
         CheckArgument(Native.et_matmul(ta.Handle, tb.Handle, transA ? 1 : 0, transB ? 1 : 0, out var h), "matmul",
             MatmulText(a, b, transA, transB), "b");
         return Wrap(h, "matmul", DType.F32, shape);
@@ -470,8 +438,8 @@ public sealed unsafe partial class TorchBackend : IBackend
         var ta = T(a, "matmul_backward", "A");
         var tb = T(b, "matmul_backward", "B");
         var tg = T(gy, "matmul_backward", "gy");
-        var shape = MatmulOutShape(a, b, transA, transB);
-        if (!gy.Shape.SequenceEqual(shape)) throw new ArgumentException($"matmul_backward: gy is {gy.ShapeString}, expected {Tensor.Format(shape)}.", nameof(gy));
+        var shape = OpChecks.MatmulRanks("matmul_backward", a, b, transA, transB);
+        OpChecks.MatmulGy(gy, shape);
         CheckArgument(Native.et_matmul_backward(ta.Handle, tb.Handle, tg.Handle, transA ? 1 : 0, transB ? 1 : 0, out var ga, out var gb),
             "matmul_backward", MatmulText(a, b, transA, transB), "b");
         var r = WrapAll("matmul_backward", (ga, a.Shape), (gb, b.Shape));
@@ -498,26 +466,11 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     // ---------------------------------------------------------------- layers
 
-    private static int CheckBias(string op, Tensor x, Tensor bias, string arg)
-    {
-        AtLeastRank1(op, x, "x");
-        int c = x.Shape[^1];
-        if (bias.Rank != 1 || bias.Shape[0] != c)
-            throw new ArgumentException($"{op}: {arg} must be [{c}] (the last dimension of x {x.ShapeString}), got {bias.ShapeString}.", arg);
-        return c;
-    }
-
-    private static void CheckGy(string op, Tensor gy, int[] expected)
-    {
-        if (!gy.Shape.SequenceEqual(expected))
-            throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected {Tensor.Format(expected)}.", nameof(gy));
-    }
-
     public Tensor BiasAdd(Tensor x, Tensor bias)
     {
         var tx = T(x, "bias_add", "x");
         var tb = T(bias, "bias_add", "bias");
-        CheckBias("bias_add", x, bias, "bias");
+        OpChecks.BiasAdd("bias_add", x, bias);
         Check(Native.et_bias_add(tx.Handle, tb.Handle, out var h), "bias_add");
         return Wrap(h, "bias_add", DType.F32, x.Shape);
     }
@@ -528,8 +481,7 @@ public sealed unsafe partial class TorchBackend : IBackend
         var tx = T(x, op, "x");
         var tb = T(bias, op, "bias");
         var tg = T(gy, op, "gy");
-        CheckBias(op, x, bias, "bias");
-        CheckGy(op, gy, x.Shape);
+        OpChecks.BiasAddBackward(x, bias, gy);
         Check(Native.et_bias_add_backward(tx.Handle, tb.Handle, tg.Handle, out var gx, out var gb), op);
         var r = WrapAll(op, (gx, x.Shape), (gb, bias.Shape));
         return (r[0], r[1]);
@@ -537,7 +489,9 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     public Tensor Gelu(Tensor x)
     {
-        Check(Native.et_gelu(T(x, "gelu", "x").Handle, out var h), "gelu");
+        var tx = T(x, "gelu", "x");
+        OpChecks.Unary("gelu", x);
+        Check(Native.et_gelu(tx.Handle, out var h), "gelu");
         return Wrap(h, "gelu", DType.F32, x.Shape);
     }
 
@@ -545,7 +499,7 @@ public sealed unsafe partial class TorchBackend : IBackend
     {
         var tx = T(x, "gelu_backward", "x");
         var tg = T(gy, "gelu_backward", "gy");
-        CheckGy("gelu_backward", gy, x.Shape);
+        OpChecks.GeluBackward(x, gy);
         Check(Native.et_gelu_backward(tx.Handle, tg.Handle, out var h), "gelu_backward");
         return Wrap(h, "gelu_backward", DType.F32, x.Shape);
     }
@@ -556,8 +510,7 @@ public sealed unsafe partial class TorchBackend : IBackend
         var tx = T(x, op, "x");
         var tgm = T(gamma, op, "gamma");
         var tbt = T(beta, op, "beta");
-        CheckBias(op, x, gamma, "gamma");
-        CheckBias(op, x, beta, "beta");
+        OpChecks.LayerNorm(op, x, gamma, beta, eps);
         Check(Native.et_layer_norm(tx.Handle, tgm.Handle, tbt.Handle, eps, out var h), op);
         return Wrap(h, op, DType.F32, x.Shape);
     }
@@ -569,9 +522,7 @@ public sealed unsafe partial class TorchBackend : IBackend
         var tgm = T(gamma, op, "gamma");
         var tbt = T(beta, op, "beta");
         var tg = T(gy, op, "gy");
-        CheckBias(op, x, gamma, "gamma");
-        CheckBias(op, x, beta, "beta");
-        CheckGy(op, gy, x.Shape);
+        OpChecks.LayerNormBackward(x, gamma, beta, gy, eps);
         Check(Native.et_layer_norm_backward(tx.Handle, tgm.Handle, tbt.Handle, tg.Handle, eps, out var gx, out var ggm, out var gbt), op);
         var r = WrapAll(op, (gx, x.Shape), (ggm, gamma.Shape), (gbt, beta.Shape));
         return (r[0], r[1], r[2]);
@@ -580,7 +531,7 @@ public sealed unsafe partial class TorchBackend : IBackend
     public Tensor Softmax(Tensor x)
     {
         var tx = T(x, "softmax", "x");
-        AtLeastRank1("softmax", x, "x");
+        OpChecks.Softmax("softmax", x);
         Check(Native.et_softmax(tx.Handle, out var h), "softmax");
         return Wrap(h, "softmax", DType.F32, x.Shape);
     }
@@ -589,37 +540,27 @@ public sealed unsafe partial class TorchBackend : IBackend
     {
         var tx = T(x, "softmax_backward", "x");
         var tg = T(gy, "softmax_backward", "gy");
-        AtLeastRank1("softmax_backward", x, "x");
-        CheckGy("softmax_backward", gy, x.Shape);
+        OpChecks.SoftmaxBackward(x, gy);
         Check(Native.et_softmax_backward(tx.Handle, tg.Handle, out var h), "softmax_backward");
         return Wrap(h, "softmax_backward", DType.F32, x.Shape);
     }
 
     // ---------------------------------------------------------------- sequence
 
-    private static (TorchTensor Q, TorchTensor K, TorchTensor V, TorchTensor? Mask) CheckAttention(string op, Tensor q, Tensor k, Tensor v, Tensor? keyMask)
+    private static (TorchTensor Q, TorchTensor K, TorchTensor V, TorchTensor? Mask) Attention(string op, Tensor q, Tensor k, Tensor v, Tensor? keyMask)
     {
         var tq = T(q, op, "q");
         var tk = T(k, op, "k");
         var tv = T(v, op, "v");
-        if (q.Rank != 4) throw new ArgumentException($"{op}: q must be (B, H, T, D), got {q.ShapeString}.", nameof(q));
-        SameShape(op, q, k, "q", "k");
-        SameShape(op, q, v, "q", "v");
-        TorchTensor? tm = null;
-        if (keyMask is not null)
-        {
-            tm = T(keyMask, op, "keyMask");
-            int[] expected = [q.Shape[0], q.Shape[2]];
-            if (!keyMask.Shape.SequenceEqual(expected))
-                throw new ArgumentException($"{op}: keyMask must be (B, T) = {Tensor.Format(expected)}, got {keyMask.ShapeString}.", nameof(keyMask));
-        }
+        var tm = keyMask is null ? null : T(keyMask, op, "keyMask");
         return (tq, tk, tv, tm);
     }
 
     public Tensor CausalAttention(Tensor q, Tensor k, Tensor v, Tensor? keyMask)
     {
         const string op = "causal_attention";
-        var (tq, tk, tv, tm) = CheckAttention(op, q, k, v, keyMask);
+        var (tq, tk, tv, tm) = Attention(op, q, k, v, keyMask);
+        OpChecks.Attention(op, q, k, v, keyMask, null);
         TorchHandle h;
         if (tm is null) Check(Native.et_causal_attention_nomask(tq.Handle, tk.Handle, tv.Handle, IntPtr.Zero, out h), op);
         else Check(Native.et_causal_attention(tq.Handle, tk.Handle, tv.Handle, tm.Handle, out h), op);
@@ -629,9 +570,9 @@ public sealed unsafe partial class TorchBackend : IBackend
     public (Tensor GradQ, Tensor GradK, Tensor GradV) CausalAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor? keyMask, Tensor gy)
     {
         const string op = "causal_attention_backward";
-        var (tq, tk, tv, tm) = CheckAttention(op, q, k, v, keyMask);
+        var (tq, tk, tv, tm) = Attention(op, q, k, v, keyMask);
         var tg = T(gy, op, "gy");
-        CheckGy(op, gy, q.Shape);
+        OpChecks.Attention(op, q, k, v, keyMask, gy);
         TorchHandle gq, gk, gv;
         if (tm is null) Check(Native.et_causal_attention_backward_nomask(tq.Handle, tk.Handle, tv.Handle, IntPtr.Zero, tg.Handle, out gq, out gk, out gv), op);
         else Check(Native.et_causal_attention_backward(tq.Handle, tk.Handle, tv.Handle, tm.Handle, tg.Handle, out gq, out gk, out gv), op);
@@ -641,9 +582,9 @@ public sealed unsafe partial class TorchBackend : IBackend
 
     public Tensor Embedding(Tensor ids, Tensor table)
     {
-        var ti = T(ids, "embedding", "ids", DType.I32);
+        var ti = T(ids, "embedding", "ids");
         var tt = T(table, "embedding", "table");
-        if (table.Rank != 2) throw new ArgumentException($"embedding: table must be (V, C), got {table.ShapeString}.", nameof(table));
+        OpChecks.Embedding(ids, table);
         CheckArgument(Native.et_embedding(ti.Handle, tt.Handle, out var h), "embedding",
             $"embedding: ids {ids.ShapeString} into table {table.ShapeString} (ids must be in [0, {table.Shape[0]}))", nameof(ids));
         return Wrap(h, "embedding", DType.F32, [.. ids.Shape, table.Shape[1]]);
@@ -652,30 +593,19 @@ public sealed unsafe partial class TorchBackend : IBackend
     public Tensor EmbeddingBackward(Tensor ids, Tensor gy, int vocabSize)
     {
         const string op = "embedding_backward";
-        var ti = T(ids, op, "ids", DType.I32);
+        var ti = T(ids, op, "ids");
         var tg = T(gy, op, "gy");
-        if (vocabSize < 0) throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, $"{op}: vocabSize must not be negative.");
-        AtLeastRank1(op, gy, "gy");
-        int c = gy.Shape[^1];
-        CheckGy(op, gy, [.. ids.Shape, c]);
+        int c = OpChecks.EmbeddingBackward(ids, gy, vocabSize);
         CheckArgument(Native.et_embedding_backward(ti.Handle, tg.Handle, vocabSize, out var h), op,
             $"{op}: ids {ids.ShapeString} (must be in [0, {vocabSize}))", nameof(ids));
         return Wrap(h, op, DType.F32, [vocabSize, c]);
     }
 
-    private static (TorchTensor Logits, TorchTensor Targets) CheckCrossEntropy(string op, Tensor logits, Tensor targets)
-    {
-        var tl = T(logits, op, "logits");
-        var tt = T(targets, op, "targets", DType.I32);
-        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, V), got {logits.ShapeString}.", nameof(logits));
-        if (targets.Rank != 1 || targets.Shape[0] != logits.Shape[0])
-            throw new ArgumentException($"{op}: targets must be [{logits.Shape[0]}] (one per row of logits {logits.ShapeString}), got {targets.ShapeString}.", nameof(targets));
-        return (tl, tt);
-    }
-
     public Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100)
     {
-        var (tl, tt) = CheckCrossEntropy("cross_entropy", logits, targets);
+        var tl = T(logits, "cross_entropy", "logits");
+        var tt = T(targets, "cross_entropy", "targets");
+        OpChecks.CrossEntropy("cross_entropy", logits, targets);
         CheckArgument(Native.et_cross_entropy(tl.Handle, tt.Handle, ignoreIndex, out var h), "cross_entropy",
             $"cross_entropy: targets must be in [0, {logits.Shape[1]}) or {ignoreIndex}", nameof(targets));
         return Wrap(h, "cross_entropy", DType.F32, [1]);
@@ -684,9 +614,10 @@ public sealed unsafe partial class TorchBackend : IBackend
     public Tensor CrossEntropyBackward(Tensor logits, Tensor targets, Tensor gy, int ignoreIndex = -100)
     {
         const string op = "cross_entropy_backward";
-        var (tl, tt) = CheckCrossEntropy(op, logits, targets);
+        var tl = T(logits, op, "logits");
+        var tt = T(targets, op, "targets");
         var tg = T(gy, op, "gy");
-        CheckGy(op, gy, [1]);
+        OpChecks.CrossEntropyBackward(logits, targets, gy);
         CheckArgument(Native.et_cross_entropy_backward(tl.Handle, tt.Handle, tg.Handle, ignoreIndex, out var h), op,
             $"{op}: targets must be in [0, {logits.Shape[1]}) or {ignoreIndex}", nameof(targets));
         return Wrap(h, op, DType.F32, logits.Shape);
@@ -697,19 +628,18 @@ public sealed unsafe partial class TorchBackend : IBackend
     public Tensor LoraForward(Tensor x, Tensor a, Tensor b, Tensor blockIds, float scale)
     {
         const string op = "lora_forward";
-        var (S, len, _, _, outW, _) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        Check(Native.et_lora_forward(T(x, op, "x").Handle, T(a, op, "a").Handle, T(b, op, "b").Handle, T(blockIds, op, "blockIds", DType.I32).Handle, scale, out var h), op);
+        TorchTensor tx = T(x, op, "x"), ta = T(a, op, "a"), tb = T(b, op, "b"), ti = T(blockIds, op, "blockIds");
+        var (S, len, _, _, outW, _) = OpChecks.LoraForward(x, a, b, blockIds);
+        Check(Native.et_lora_forward(tx.Handle, ta.Handle, tb.Handle, ti.Handle, scale, out var h), op);
         return Wrap(h, op, DType.F32, [S, len, outW]);
     }
 
     public (Tensor GradX, Tensor GradA, Tensor GradB) LoraBackward(Tensor x, Tensor a, Tensor b, Tensor blockIds, Tensor gy, float scale, int block)
     {
         const string op = "lora_backward";
-        var (S, len, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        CheckGy(op, gy, [S, len, outW]);
-        if (block < -1 || block >= blocks) throw new ArgumentException($"{op}: block {block} is outside [-1, {blocks}).", nameof(block));
-        Check(Native.et_lora_backward(T(x, op, "x").Handle, T(a, op, "a").Handle, T(b, op, "b").Handle, T(blockIds, op, "blockIds", DType.I32).Handle,
-            T(gy, op, "gy").Handle, scale, block, out var gx, out var ga, out var gb), op);
+        TorchTensor tx = T(x, op, "x"), ta = T(a, op, "a"), tb = T(b, op, "b"), ti = T(blockIds, op, "blockIds"), tg = T(gy, op, "gy");
+        var (_, _, inW, K, outW, _) = OpChecks.LoraBackward(x, a, b, blockIds, gy, block);
+        Check(Native.et_lora_backward(tx.Handle, ta.Handle, tb.Handle, ti.Handle, tg.Handle, scale, block, out var gx, out var ga, out var gb), op);
         var r = WrapAll(op, (gx, x.Shape), (ga, [inW, K]), (gb, [K, outW]));
         return (r[0], r[1], r[2]);
     }
@@ -717,9 +647,10 @@ public sealed unsafe partial class TorchBackend : IBackend
     public (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
     {
         const string op = "cluster_lookup";
-        var (Q, _, _, _) = EditorOpShapes.ClusterLookup(op, queries, centres, radii, points, pointInfo);
-        Check(Native.et_cluster_lookup(T(queries, op, "queries").Handle, T(centres, op, "centres").Handle, T(radii, op, "radii").Handle,
-            T(points, op, "points").Handle, T(pointInfo, op, "pointInfo", DType.I32).Handle, out var blocks, out var dist), op);
+        TorchTensor tq = T(queries, op, "queries"), tc = T(centres, op, "centres"), tr = T(radii, op, "radii"),
+            tp = T(points, op, "points"), ti = T(pointInfo, op, "pointInfo");
+        var (Q, _, _, _) = OpChecks.ClusterLookup(queries, centres, radii, points, pointInfo);
+        Check(Native.et_cluster_lookup(tq.Handle, tc.Handle, tr.Handle, tp.Handle, ti.Handle, out var blocks, out var dist), op);
         TorchTensor? bt = null;
         try
         {
@@ -738,15 +669,7 @@ public sealed unsafe partial class TorchBackend : IBackend
         var tg = T(grad, op, "grad");
         var tm = T(m, op, "m");
         var tv = T(v, op, "v");
-        SameShape(op, param, grad, "param", "grad");
-        SameShape(op, param, m, "param", "m");
-        SameShape(op, param, v, "param", "v");
-        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"{op}: step is 1-based.");
-        var all = new[] { (tp, "param"), (tg, "grad"), (tm, "m"), (tv, "v") };
-        for (int i = 0; i < all.Length; i++)
-            for (int j = i + 1; j < all.Length; j++)
-                if (ReferenceEquals(all[i].Item1, all[j].Item1))
-                    throw new ArgumentException($"{op}: {all[i].Item2} and {all[j].Item2} are the same tensor; Adam updates param, m and v in place and reads grad.");
+        OpChecks.AdamStep(param, grad, m, v, config, step);
         Check(Native.et_adam_step(tp.Handle, tg.Handle, tm.Handle, tv.Handle, config.LearningRate, config.Beta1, config.Beta2,
             config.Epsilon, config.WeightDecay, config.Decoupled ? 1 : 0, step), op);
     }

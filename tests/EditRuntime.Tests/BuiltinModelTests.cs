@@ -3,6 +3,7 @@ using EditRuntime.Data;
 using EditRuntime.Models;
 using EditRuntime.Text;
 using EditRuntime.TextTests;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

@@ -1,13 +1,14 @@
 using EditRuntime.Vulkan;
 using NUnit.Framework;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Tests;
 
 public sealed class DeviceSelectionTests
 {
-    private static PhysicalDeviceInfo Fake(int index, string name, VkPhysicalDeviceType type) => new()
+    private static PhysicalDeviceInfo Fake(int index, string name, PhysicalDeviceType type) => new()
     {
-        Index = index, Handle = index + 1, Name = name, Type = type, DriverName = "d", DriverInfo = "i", ApiVersion = "1.3.0",
+        Index = index, Handle = new PhysicalDevice(index + 1), Name = name, Type = type, DriverName = "d", DriverInfo = "i", ApiVersion = "1.3.0",
         VendorId = 0, DeviceLocalBytes = 1, HostVisibleBytes = 1, UnifiedMemory = false, SubgroupSize = 32,
         MaxSharedMemoryBytes = 1, MaxWorkgroupCount = new uint[] { 1, 1, 1 }, MaxWorkgroupInvocations = 1,
         MaxStorageBufferRange = 1, MaxMemoryAllocationSize = 1, MaxPushConstantsSize = 128, Fp16 = true, Fp64 = true,
@@ -16,10 +17,10 @@ public sealed class DeviceSelectionTests
 
     private static readonly List<PhysicalDeviceInfo> All = new()
     {
-        Fake(0, "llvmpipe (LLVM 15)", VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_CPU),
-        Fake(1, "Virtio GPU", VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU),
-        Fake(2, "Intel UHD 770", VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU),
-        Fake(3, "NVIDIA H100", VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU),
+        Fake(0, "llvmpipe (LLVM 15)", PhysicalDeviceType.Cpu),
+        Fake(1, "Virtio GPU", PhysicalDeviceType.VirtualGpu),
+        Fake(2, "Intel UHD 770", PhysicalDeviceType.IntegratedGpu),
+        Fake(3, "NVIDIA H100", PhysicalDeviceType.DiscreteGpu),
     };
 
     [Test]

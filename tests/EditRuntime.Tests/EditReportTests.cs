@@ -7,6 +7,7 @@ using EditRuntime.Editing;
 using EditRuntime.Models;
 using EditRuntime.Reports;
 using EditRuntime.TextTests;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

@@ -3,6 +3,7 @@ using EditRuntime.Data;
 using EditRuntime.Editing;
 using EditRuntime.Models;
 using EditRuntime.TextTests;
+using EditRuntime.Vulkan;
 
 namespace EditRuntime.Tests;
 

@@ -4,6 +4,7 @@ using EditRuntime.Compute;
 using EditRuntime.Models;
 using EditRuntime.Torch;
 using EditRuntime.Validation;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

@@ -1,4 +1,5 @@
 using EditRuntime.Compute;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

@@ -1,5 +1,6 @@
 using EditRuntime.Backends;
 using EditRuntime.Lua;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

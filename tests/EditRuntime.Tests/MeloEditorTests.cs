@@ -5,6 +5,7 @@ using EditRuntime.Editing.Plugins;
 using EditRuntime.Models;
 using EditRuntime.TextTests;
 using EditRuntime.Validation;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

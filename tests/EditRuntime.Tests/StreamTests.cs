@@ -1,7 +1,7 @@
 #pragma warning disable CS0649 // push-constant test structs are never written
-using EditRuntime.Compute;
 using EditRuntime.Vulkan;
 using NUnit.Framework;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Tests;
 
@@ -95,6 +95,30 @@ public sealed class CommandStreamTests : GpuTest
     private struct WrongPush { public ulong X; }
 
     [Test]
+    public void Push_constant_struct_with_members_out_of_order_is_refused()
+    {
+        // Right size (24 bytes), but alpha and n swapped: only the member offsets and kinds tell.
+        var k = Device.Kernels.Get("core/scale");
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Device.Stream.Dispatch(k, new SwappedScalePush(), 1, 1, 1, [], []))!;
+        Assert.That(e.Message, Does.Contain("Kernel core/scale: push-constant struct SwappedScalePush: member 2 (Alpha) is float at offset 16 in C# but uint at offset 16 in the shader"));
+    }
+
+    private struct SwappedScalePush { public ulong X, Y; public float Alpha; public uint N; }
+
+    [Test]
+    public void Push_constant_struct_missing_a_member_is_refused()
+    {
+        // 20 bytes of fields pad to 24, the block's size, but the shader's last member (cols) has no field.
+        var k = Device.Kernels.Get("core/row_sum");
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            Device.Stream.Dispatch(k, new RowPushWithoutCols(), 1, 1, 1, [], []))!;
+        Assert.That(e.Message, Does.Contain("push-constant struct RowPushWithoutCols has 3 fields but the shader's block has 4 members (member 3: uint at offset 20 has no field)"));
+    }
+
+    private struct RowPushWithoutCols { public ulong X, Y; public uint Rows; }
+
+    [Test]
     public void Too_many_workgroups_is_refused()
     {
         var k = Device.Kernels.Get("core/scale");
@@ -134,11 +158,17 @@ public sealed class KernelCacheTests : GpuTest
         {
             var info = SpirvReflection.Reflect(KernelCache.LoadSpirv(n), n);
             Assert.That(info.PushConstantBytes, Is.InRange(1u, 128u), n);
+            Assert.That(info.PushMembers, Is.Not.Empty, n);
+            Assert.That(info.PushMembers.Max(m => m.Offset + m.Size), Is.EqualTo(info.PushConstantBytes), n);
+            Assert.That(info.PushMembers.Select(m => m.Offset), Is.Ordered.Ascending, n);
             Assert.That(info.LocalSize[0] * info.LocalSize[1] * info.LocalSize[2], Is.InRange(1u, 1024u), n);
         }
         var mm = SpirvReflection.Reflect(KernelCache.LoadSpirv("core/matmul"), "core/matmul");
         Assert.That(mm.LocalSize, Is.EqualTo(new uint[] { 8, 8, 1 }));
         Assert.That(mm.PushConstantBytes, Is.EqualTo(68u), "3 addresses + 9 uints + 2 floats");
+        Assert.That(mm.PushMembers.Select(m => m.Offset), Is.EqualTo(new uint[] { 0, 8, 16, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64 }));
+        Assert.That(mm.PushMembers.Select(m => m.Kind), Is.EqualTo(
+            Enumerable.Repeat(SpirvReflection.ScalarKind.Pointer, 3).Concat(Enumerable.Repeat(SpirvReflection.ScalarKind.UInt, 9)).Concat(Enumerable.Repeat(SpirvReflection.ScalarKind.Float, 2))));
         Assert.That(mm.LocalSizeSpecIds, Is.EqualTo(new[] { -1, -1, -1 }));
         // layout(local_size_x_id = 0): the specialization constant sets the workgroup size.
         var ln = SpirvReflection.Reflect(KernelCache.LoadSpirv("core/layernorm_forward"), "core/layernorm_forward");
@@ -155,11 +185,21 @@ public sealed class ValidationLayerTests : GpuTest
     {
         Assert.That(Device.Instance.ValidationEnabled, Is.True);
         // A deliberately wrong sType: the layer reports it, the driver ignores it.
-        var ci = new VkFenceCreateInfo { sType = VkStructureType.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO };
-        ulong fence;
-        var r = Device.Api.vkCreateFence(Device.Handle, &ci, null, &fence);
-        if (r == VkResult.VK_SUCCESS) Device.Api.vkDestroyFence(Device.Handle, fence, null);
+        var ci = new FenceCreateInfo(sType: StructureType.BufferCreateInfo);
+        Fence fence;
+        var r = Device.Api.CreateFence(Device.Handle, &ci, null, &fence);
+        if (r == Result.Success) Device.Api.DestroyFence(Device.Handle, fence, null);
         var msgs = ValidationLog.Drain();
         Assert.That(msgs, Has.Some.Contains("VUID-VkFenceCreateInfo-sType-sType"), "the validation layer must report the wrong sType");
+    }
+
+    [Test]
+    public unsafe void Silk_structs_get_their_sType_only_from_the_named_argument_constructors()
+    {
+        // The pitfall the engine avoids: an object initialiser (or `new T()`) leaves sType at 0, which
+        // lavapipe accepts and only the validation layer reports.
+        Assert.That(new FenceCreateInfo().SType, Is.EqualTo((StructureType)0));
+        Assert.That(new FenceCreateInfo(flags: 0).SType, Is.EqualTo(StructureType.FenceCreateInfo));
+        Assert.That(new PhysicalDeviceVulkan12Features(bufferDeviceAddress: true).SType, Is.EqualTo(StructureType.PhysicalDeviceVulkan12Features));
     }
 }

@@ -1,5 +1,6 @@
 using EditRuntime.Autograd;
 using EditRuntime.Backends;
+using EditRuntime.Vulkan;
 using EditRuntime.Compute;
 using NUnit.Framework;
 

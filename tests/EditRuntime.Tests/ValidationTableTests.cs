@@ -1,6 +1,7 @@
 using EditRuntime.Backends;
 using EditRuntime.Torch;
 using EditRuntime.Validation;
+using EditRuntime.Vulkan;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;

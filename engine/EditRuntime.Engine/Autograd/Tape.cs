@@ -208,7 +208,7 @@ public sealed partial class Tape : IDisposable
             g => [Backend.CrossEntropyBackward(logits.Value, targets.Value, g, ignoreIndex)], "cross_entropy");
 
     /// <summary>
-    /// MELO's LoRA through one block per sample (see <see cref="IBackend.LoraForward"/>): x (S, T, in) → (S, T, out).
+    /// MELO's LoRA through one block per sample (see <see cref="ILoraOps.LoraForward"/>): x (S, T, in) → (S, T, out).
     /// The banks and the block ids are constants owned by the caller (alive until the tape is disposed). With
     /// <paramref name="train"/>, gradients reach that block's parameters from the samples routed to it; the bank's
     /// block must hold their current values.
@@ -222,9 +222,9 @@ public sealed partial class Tape : IDisposable
                 throw new ArgumentException($"lora_blocks: the trained block's parameters are {train.A.Value.ShapeString} and {train.B.Value.ShapeString}, expected {Tensor.Format(shapeA)} and {Tensor.Format(shapeB)}.");
         }
         Var[] inputs = train is null ? [x] : [x, train.A, train.B];
-        return Record(Backend.LoraForward(x.Value, bankA, bankB, blockIds, scale), inputs, g =>
+        return Record(Backend.Ops<ILoraOps>().LoraForward(x.Value, bankA, bankB, blockIds, scale), inputs, g =>
         {
-            var (gx, ga, gb) = Backend.LoraBackward(x.Value, bankA, bankB, blockIds, g, scale, train?.Block ?? -1);
+            var (gx, ga, gb) = Backend.Ops<ILoraOps>().LoraBackward(x.Value, bankA, bankB, blockIds, g, scale, train?.Block ?? -1);
             if (train is null) { ga.Dispose(); gb.Dispose(); return [Keep(gx, x)]; }
             return [Keep(gx, x), Keep(ga, train.A), Keep(gb, train.B)];
         }, "lora_blocks");

@@ -14,8 +14,12 @@ namespace EditRuntime.Backends;
 /// - F32 everywhere except ids and targets (I32). A wrong dtype or shape is an ArgumentException
 ///   naming the op, the argument and the expected shape.
 /// - An op a backend cannot run throws <see cref="UnsupportedOpException"/>.
+///
+/// Editors' own ops are not here: they sit behind their own interfaces (<see cref="ILoraOps"/>,
+/// <see cref="IMoEOps"/>) that a backend implements beside this one, reached through
+/// <see cref="BackendOps.Ops{T}"/>, so the core contract does not grow with every editor.
 /// </summary>
-public partial interface IBackend : IDisposable
+public interface IBackend : IDisposable
 {
     /// <summary>"vulkan" or "torch".</summary>
     string Name { get; }
@@ -106,25 +110,6 @@ public partial interface IBackend : IDisposable
     Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100);
     /// <summary>Gradient of the logits given gy of shape [1].</summary>
     Tensor CrossEntropyBackward(Tensor logits, Tensor targets, Tensor gy, int ignoreIndex = -100);
-
-    // ---------------------------------------------------------------- editor ops (MELO: per-sample LoRA blocks, vector-database lookup)
-    /// <summary>
-    /// LoRA through one block per sample: y[s, t] = scale·x[s, t]·A[id_s]·B[id_s], a zero row where id_s is
-    /// outside [0, blocks) (−1 = no LoRA). x (S, T, in), a (blocks, in, k), b (blocks, k, out), blockIds I32 (S) → (S, T, out).
-    /// </summary>
-    Tensor LoraForward(Tensor x, Tensor a, Tensor b, Tensor blockIds, float scale);
-    /// <summary>
-    /// Backward of <see cref="LoraForward"/>: the gradient of x (S, T, in), and of block <paramref name="block"/> only,
-    /// as (in, k) and (k, out) — from the samples routed to it (zeros if none, or if block is −1).
-    /// </summary>
-    (Tensor GradX, Tensor GradA, Tensor GradB) LoraBackward(Tensor x, Tensor a, Tensor b, Tensor blockIds, Tensor gy, float scale, int block);
-    /// <summary>
-    /// Nearest-centre search of a cluster index: for each query (Q, D), the nearest of the centres (N ≥ 1, D) by
-    /// Euclidean distance (ties → lowest index); beyond that cluster's radius (radii (N)) → block −1, else the block of
-    /// the nearest of the cluster's points (points (P, D), pointInfo I32 (P, 2) = (cluster, block); −1 if it has none).
-    /// Returns the blocks I32 (Q) and the distances to the nearest centre (Q).
-    /// </summary>
-    (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo);
 
     // ---------------------------------------------------------------- optimizer
     /// <summary>In place, PyTorch's Adam/AdamW step number <paramref name="step"/> (1-based) on param, m and v.</summary>

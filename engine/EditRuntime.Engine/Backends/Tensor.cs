@@ -30,17 +30,6 @@ public abstract class Tensor : IDisposable
     public override string ToString() => $"{Backend.Name} {DType} tensor {ShapeString}";
 
     public static string Format(int[] shape) => "[" + string.Join(", ", shape) + "]";
-
-    /// <summary>Checks that a strided block fits in a tensor of <paramref name="count"/> elements.</summary>
-    public static void CheckStridedBlock(string op, string arg, long count, int rows, int cols, long offset, long stride)
-    {
-        if (rows < 0 || cols < 0 || offset < 0 || stride < 0)
-            throw new ArgumentException($"{op}: {arg}: rows, cols, offset and stride must be non-negative.");
-        if (rows == 0 || cols == 0) return;
-        long last = offset + (rows - 1) * stride + cols - 1;
-        if (last >= count) throw new ArgumentException($"{op}: {arg}: the block ({rows} rows of {cols}, offset {offset}, stride {stride}) reaches element {last} of a tensor of {count}.");
-    }
-
 }
 
 /// <summary>Hyper-parameters of one Adam / AdamW step (PyTorch's formulas).</summary>
@@ -57,4 +46,8 @@ public sealed class UnsupportedOpException(string op, string backend, string why
 {
     public string Op { get; } = op;
     public string BackendName { get; } = backend;
+
+    /// <summary>A backend asked for an op interface (<see cref="BackendOps.Ops{TOps}"/>) it does not implement.</summary>
+    public static UnsupportedOpException MissingInterface(string backend, Type ops) =>
+        new(ops.Name, backend, $"the backend does not implement {ops.Name}, so none of its ops can run there.");
 }

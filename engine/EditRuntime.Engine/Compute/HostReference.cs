@@ -3,7 +3,8 @@ namespace EditRuntime.Compute;
 /// <summary>Float64 loops on the host: the ground truth the first kernels are tested against.</summary>
 public static class HostReference
 {
-    /// <summary>C = alpha·op(A)·op(B) + beta·C0 per batch, in float64. Layouts as in <see cref="VulkanOps.Matmul(GpuTensor, GpuTensor, GpuTensor, bool, bool, float, float)"/>.</summary>
+    /// <summary>C = alpha·op(A)·op(B) + beta·C0 per batch, in float64, row-major: A (batch, M, K) or (batch, K, M) if transA,
+    /// B (batch, K, N) or (batch, N, K) if transB, C (batch, M, N).</summary>
     public static double[] Matmul(float[] a, float[] b, float[]? c0, int batch, int M, int N, int K,
         bool transA, bool transB, double alpha = 1, double beta = 0)
     {

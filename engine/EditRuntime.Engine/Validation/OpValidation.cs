@@ -114,7 +114,7 @@ public static partial class OpValidation
     private static Var ClusterLookup(Tape t, Var[] x)
     {
         var be = t.Backend;
-        var (blocks, dist) = be.ClusterLookup(x[0].Value, x[1].Value, x[2].Value, x[3].Value, x[4].Value);
+        var (blocks, dist) = be.Ops<ILoraOps>().ClusterLookup(x[0].Value, x[1].Value, x[2].Value, x[3].Value, x[4].Value);
         using (blocks) using (dist)
             return t.Constant(be.FromArray([.. be.ToIntArray(blocks).Select(i => (float)i), .. be.ToFloatArray(dist)], 2 * blocks.Shape[0]));
     }

@@ -1,4 +1,5 @@
-using System.Runtime.CompilerServices;
+using EditRuntime.Backends;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Vulkan;
 
@@ -37,9 +38,6 @@ public sealed class HazardTracker
     }
 }
 
-/// <summary>GPU time of one recorded command, from timestamps written around it.</summary>
-public readonly record struct KernelTiming(string Label, double Milliseconds);
-
 /// <summary>
 /// Records many dispatches and copies into one command buffer, with barriers only where a hazard
 /// requires one, and submits only when the host needs a result (<see cref="Flush"/>).
@@ -48,21 +46,24 @@ public readonly record struct KernelTiming(string Label, double Milliseconds);
 public sealed unsafe class CommandStream : IDisposable
 {
     private readonly VulkanDevice _device;
-    private readonly VkApi _api;
-    private ulong _pool, _fence, _queries;
-    private nint _cmd;
+    private readonly Vk _api;
+    private CommandPool _pool;
+    private Fence _fence;
+    private QueryPool _queries;
+    private CommandBuffer _cmd;
     private bool _recording;
     private readonly HazardTracker _hazards = new();
     private readonly List<string> _queryLabels = new();
     private const uint QueryCapacity = 2048; // two per timed command, and the last two for the whole submit
     private const uint SubmitStartQuery = QueryCapacity - 2, SubmitEndQuery = QueryCapacity - 1;
     private readonly List<Action> _afterCompletion = new();
+    private bool HasQueries => _queries.Handle != 0;
 
     public int RecordedCommands { get; private set; }
     public int Barriers { get; private set; }
     public long Submits { get; private set; }
     public bool Profiling { get; set; }
-    /// <summary>Timings collected by flushes while profiling; clear it yourself.</summary>
+    /// <summary>GPU time of each recorded command (timestamps around it), collected by flushes while profiling; clear it yourself.</summary>
     public List<KernelTiming> Timings { get; } = new();
     public bool HasPendingWork => _recording && RecordedCommands > 0;
     /// <summary>Device time of every submit so far (timestamps at the start and end of each command
@@ -74,39 +75,23 @@ public sealed unsafe class CommandStream : IDisposable
     {
         _device = device;
         _api = device.Api;
-        var pci = new VkCommandPoolCreateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-            flags = (uint)VkCommandPoolCreateFlagBits.VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
-            queueFamilyIndex = device.QueueFamily,
-        };
-        ulong pool;
-        Vk.Check(_api.vkCreateCommandPool(device.Handle, &pci, null, &pool), "vkCreateCommandPool");
+        var pci = new CommandPoolCreateInfo(flags: CommandPoolCreateFlags.TransientBit, queueFamilyIndex: device.QueueFamily);
+        CommandPool pool;
+        VulkanApi.Check(_api.CreateCommandPool(device.Handle, &pci, null, &pool), "vkCreateCommandPool");
         _pool = pool;
-        var ai = new VkCommandBufferAllocateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-            commandPool = _pool,
-            level = VkCommandBufferLevel.VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-            commandBufferCount = 1,
-        };
-        nint cmd;
-        Vk.Check(_api.vkAllocateCommandBuffers(device.Handle, &ai, &cmd), "vkAllocateCommandBuffers");
+        var ai = new CommandBufferAllocateInfo(commandPool: _pool, level: CommandBufferLevel.Primary, commandBufferCount: 1);
+        CommandBuffer cmd;
+        VulkanApi.Check(_api.AllocateCommandBuffers(device.Handle, &ai, &cmd), "vkAllocateCommandBuffers");
         _cmd = cmd;
-        var fci = new VkFenceCreateInfo { sType = VkStructureType.VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
-        ulong fence;
-        Vk.Check(_api.vkCreateFence(device.Handle, &fci, null, &fence), "vkCreateFence");
+        var fci = new FenceCreateInfo(sType: StructureType.FenceCreateInfo);
+        Fence fence;
+        VulkanApi.Check(_api.CreateFence(device.Handle, &fci, null, &fence), "vkCreateFence");
         _fence = fence;
         if (device.Info.Timestamps)
         {
-            var qci = new VkQueryPoolCreateInfo
-            {
-                sType = VkStructureType.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                queryType = VkQueryType.VK_QUERY_TYPE_TIMESTAMP,
-                queryCount = QueryCapacity,
-            };
-            ulong q;
-            Vk.Check(_api.vkCreateQueryPool(device.Handle, &qci, null, &q), "vkCreateQueryPool");
+            var qci = new QueryPoolCreateInfo(queryType: QueryType.Timestamp, queryCount: QueryCapacity);
+            QueryPool q;
+            VulkanApi.Check(_api.CreateQueryPool(device.Handle, &qci, null, &q), "vkCreateQueryPool");
             _queries = q;
         }
     }
@@ -114,16 +99,12 @@ public sealed unsafe class CommandStream : IDisposable
     private void Begin()
     {
         if (_recording) return;
-        var bi = new VkCommandBufferBeginInfo
+        var bi = new CommandBufferBeginInfo(flags: CommandBufferUsageFlags.OneTimeSubmitBit);
+        VulkanApi.Check(_api.BeginCommandBuffer(_cmd, &bi), "vkBeginCommandBuffer");
+        if (HasQueries)
         {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-            flags = (uint)VkCommandBufferUsageFlagBits.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-        };
-        Vk.Check(_api.vkBeginCommandBuffer(_cmd, &bi), "vkBeginCommandBuffer");
-        if (_queries != 0)
-        {
-            _api.vkCmdResetQueryPool(_cmd, _queries, 0, QueryCapacity);
-            _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, _queries, SubmitStartQuery);
+            _api.CmdResetQueryPool(_cmd, _queries, 0, QueryCapacity);
+            _api.CmdWriteTimestamp(_cmd, PipelineStageFlags.TopOfPipeBit, _queries, SubmitStartQuery);
         }
         _queryLabels.Clear();
         _hazards.Reset();
@@ -140,18 +121,18 @@ public sealed unsafe class CommandStream : IDisposable
 
     private void BeforeCommand(ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes, string label)
     {
-        if (Profiling && _queries != 0 && _queryLabels.Count * 2 + 2 > SubmitStartQuery) Flush();
+        if (Profiling && HasQueries && _queryLabels.Count * 2 + 2 > SubmitStartQuery) Flush();
         Begin();
         if (_hazards.Access(reads, writes)) EmitBarrier();
-        if (Profiling && _queries != 0)
-            _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, _queries, (uint)(_queryLabels.Count * 2));
+        if (Profiling && HasQueries)
+            _api.CmdWriteTimestamp(_cmd, PipelineStageFlags.BottomOfPipeBit, _queries, (uint)(_queryLabels.Count * 2));
     }
 
     private void AfterCommand(string label)
     {
-        if (Profiling && _queries != 0)
+        if (Profiling && HasQueries)
         {
-            _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, _queries, (uint)(_queryLabels.Count * 2 + 1));
+            _api.CmdWriteTimestamp(_cmd, PipelineStageFlags.BottomOfPipeBit, _queries, (uint)(_queryLabels.Count * 2 + 1));
             _queryLabels.Add(label);
         }
         RecordedCommands++;
@@ -159,19 +140,16 @@ public sealed unsafe class CommandStream : IDisposable
 
     private void EmitBarrier()
     {
-        var mb = new VkMemoryBarrier
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            srcAccessMask = (uint)(VkAccessFlagBits.VK_ACCESS_SHADER_WRITE_BIT | VkAccessFlagBits.VK_ACCESS_TRANSFER_WRITE_BIT),
-            dstAccessMask = (uint)(VkAccessFlagBits.VK_ACCESS_SHADER_READ_BIT | VkAccessFlagBits.VK_ACCESS_SHADER_WRITE_BIT
-                                   | VkAccessFlagBits.VK_ACCESS_TRANSFER_READ_BIT | VkAccessFlagBits.VK_ACCESS_TRANSFER_WRITE_BIT),
-        };
-        const uint stages = (uint)(VkPipelineStageFlagBits.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VkPipelineStageFlagBits.VK_PIPELINE_STAGE_TRANSFER_BIT);
-        _api.vkCmdPipelineBarrier(_cmd, stages, stages, 0, 1, &mb, 0, null, 0, null);
+        var mb = new MemoryBarrier(
+            srcAccessMask: AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit,
+            dstAccessMask: AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit | AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit);
+        const PipelineStageFlags stages = PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit;
+        _api.CmdPipelineBarrier(_cmd, stages, stages, 0, 1, &mb, 0, null, 0, null);
         Barriers++;
     }
 
-    /// <summary>Records one dispatch. <typeparamref name="TPush"/> mirrors the shader's push-constant block.</summary>
+    /// <summary>Records one dispatch. <typeparamref name="TPush"/> mirrors the shader's push-constant block: its size is
+    /// checked at every dispatch, its fields against the SPIR-V member offsets the first time it meets the kernel.</summary>
     public void Dispatch<TPush>(Kernel kernel, in TPush push, uint groupsX, uint groupsY, uint groupsZ,
         ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes, string? label = null) where TPush : unmanaged
     {
@@ -179,19 +157,24 @@ public sealed unsafe class CommandStream : IDisposable
         // The C# struct must cover the block exactly, up to its own trailing alignment padding.
         if (size < kernel.PushConstantBytes || size - kernel.PushConstantBytes >= 8)
             throw new InvalidOperationException($"Kernel {kernel}: push-constant struct {typeof(TPush).Name} is {size} bytes but the shader's block is {kernel.PushConstantBytes}.");
+        if (!ReferenceEquals(kernel.CheckedPush, typeof(TPush)))
+        {
+            PushConstantLayout.Check(kernel, typeof(TPush));
+            kernel.CheckedPush = typeof(TPush);
+        }
         var lim = _device.Info.MaxWorkgroupCount;
         if (groupsX > lim[0] || groupsY > lim[1] || groupsZ > lim[2])
             throw new InvalidOperationException($"Kernel {kernel}: {groupsX}x{groupsY}x{groupsZ} workgroups exceed the device limit {lim[0]}x{lim[1]}x{lim[2]}.");
         if (groupsX == 0 || groupsY == 0 || groupsZ == 0) return;
         label ??= kernel.ToString();
         BeforeCommand(reads, writes, label);
-        _api.vkCmdBindPipeline(_cmd, VkPipelineBindPoint.VK_PIPELINE_BIND_POINT_COMPUTE, kernel.Pipeline);
+        _api.CmdBindPipeline(_cmd, PipelineBindPoint.Compute, kernel.Pipeline);
         if (kernel.PushConstantBytes > 0)
         {
             var copy = push;
-            _api.vkCmdPushConstants(_cmd, kernel.Layout, (uint)VkShaderStageFlagBits.VK_SHADER_STAGE_COMPUTE_BIT, 0, kernel.PushConstantBytes, &copy);
+            _api.CmdPushConstants(_cmd, kernel.Layout, ShaderStageFlags.ComputeBit, 0, kernel.PushConstantBytes, &copy);
         }
-        _api.vkCmdDispatch(_cmd, groupsX, groupsY, groupsZ);
+        _api.CmdDispatch(_cmd, groupsX, groupsY, groupsZ);
         AfterCommand(label);
     }
 
@@ -203,8 +186,8 @@ public sealed unsafe class CommandStream : IDisposable
         ReadOnlySpan<BufferRange> r = [src];
         ReadOnlySpan<BufferRange> w = [dst];
         BeforeCommand(r, w, "copy");
-        var region = new VkBufferCopy { srcOffset = src.Offset, dstOffset = dst.Offset, size = src.Size };
-        _api.vkCmdCopyBuffer(_cmd, src.Block.Buffer, dst.Block.Buffer, 1, &region);
+        var region = new BufferCopy(srcOffset: src.Offset, dstOffset: dst.Offset, size: src.Size);
+        _api.CmdCopyBuffer(_cmd, src.Block.Buffer, dst.Block.Buffer, 1, &region);
         AfterCommand("copy");
     }
 
@@ -215,7 +198,7 @@ public sealed unsafe class CommandStream : IDisposable
         if (dst.Offset % 4 != 0 || dst.Size % 4 != 0) throw new ArgumentException($"FillBuffer: offset {dst.Offset} and size {dst.Size} must be multiples of 4.");
         ReadOnlySpan<BufferRange> w = [dst];
         BeforeCommand([], w, "fill");
-        _api.vkCmdFillBuffer(_cmd, dst.Block.Buffer, dst.Offset, dst.Size, pattern);
+        _api.CmdFillBuffer(_cmd, dst.Block.Buffer, dst.Offset, dst.Size, pattern);
         AfterCommand("fill");
     }
 
@@ -224,28 +207,22 @@ public sealed unsafe class CommandStream : IDisposable
     {
         if (!_recording) { RunAfterCompletion(); return; }
         // Make every device write visible to the host before the fence signals.
-        var mb = new VkMemoryBarrier
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            srcAccessMask = (uint)(VkAccessFlagBits.VK_ACCESS_SHADER_WRITE_BIT | VkAccessFlagBits.VK_ACCESS_TRANSFER_WRITE_BIT),
-            dstAccessMask = (uint)VkAccessFlagBits.VK_ACCESS_HOST_READ_BIT,
-        };
-        _api.vkCmdPipelineBarrier(_cmd,
-            (uint)(VkPipelineStageFlagBits.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VkPipelineStageFlagBits.VK_PIPELINE_STAGE_TRANSFER_BIT),
-            (uint)VkPipelineStageFlagBits.VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, null, 0, null);
-        if (_queries != 0) _api.vkCmdWriteTimestamp(_cmd, VkPipelineStageFlagBits.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, _queries, SubmitEndQuery);
-        Vk.Check(_api.vkEndCommandBuffer(_cmd), "vkEndCommandBuffer");
+        var mb = new MemoryBarrier(srcAccessMask: AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit, dstAccessMask: AccessFlags.HostReadBit);
+        _api.CmdPipelineBarrier(_cmd, PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit, PipelineStageFlags.HostBit,
+            0, 1, &mb, 0, null, 0, null);
+        if (HasQueries) _api.CmdWriteTimestamp(_cmd, PipelineStageFlags.BottomOfPipeBit, _queries, SubmitEndQuery);
+        VulkanApi.Check(_api.EndCommandBuffer(_cmd), "vkEndCommandBuffer");
         _recording = false;
         var cmd = _cmd;
-        var si = new VkSubmitInfo { sType = VkStructureType.VK_STRUCTURE_TYPE_SUBMIT_INFO, commandBufferCount = 1, pCommandBuffers = &cmd };
+        var si = new SubmitInfo(commandBufferCount: 1, pCommandBuffers: &cmd);
         var fence = _fence;
-        Vk.Check(_api.vkQueueSubmit(_device.Queue, 1, &si, fence), "vkQueueSubmit");
-        Vk.Check(_api.vkWaitForFences(_device.Handle, 1, &fence, 1, ulong.MaxValue), "vkWaitForFences");
-        Vk.Check(_api.vkResetFences(_device.Handle, 1, &fence), "vkResetFences");
+        VulkanApi.Check(_api.QueueSubmit(_device.Queue, 1, &si, fence), "vkQueueSubmit");
+        VulkanApi.Check(_api.WaitForFences(_device.Handle, 1, &fence, true, ulong.MaxValue), "vkWaitForFences");
+        VulkanApi.Check(_api.ResetFences(_device.Handle, 1, &fence), "vkResetFences");
         Submits++;
-        if (_queries != 0) ReadSubmitTime();
+        if (HasQueries) ReadSubmitTime();
         if (_queryLabels.Count > 0) ReadTimestamps();
-        Vk.Check(_api.vkResetCommandPool(_device.Handle, _pool, 0), "vkResetCommandPool");
+        VulkanApi.Check(_api.ResetCommandPool(_device.Handle, _pool, 0), "vkResetCommandPool");
         RecordedCommands = 0;
         RunAfterCompletion();
     }
@@ -261,8 +238,8 @@ public sealed unsafe class CommandStream : IDisposable
     private void ReadSubmitTime()
     {
         var v = stackalloc ulong[2];
-        Vk.Check(_api.vkGetQueryPoolResults(_device.Handle, _queries, SubmitStartQuery, 2, 16, v, 8,
-            (uint)(VkQueryResultFlagBits.VK_QUERY_RESULT_64_BIT | VkQueryResultFlagBits.VK_QUERY_RESULT_WAIT_BIT)), "vkGetQueryPoolResults");
+        VulkanApi.Check(_api.GetQueryPoolResults(_device.Handle, _queries, SubmitStartQuery, 2, 16, v, 8,
+            QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
         ulong mask = _device.TimestampMask;
         BusySeconds += (((v[1] & mask) - (v[0] & mask)) & mask) * _device.Info.TimestampPeriodNs * 1e-9;
     }
@@ -272,8 +249,8 @@ public sealed unsafe class CommandStream : IDisposable
         int n = _queryLabels.Count * 2;
         var values = new ulong[n];
         fixed (ulong* v = values)
-            Vk.Check(_api.vkGetQueryPoolResults(_device.Handle, _queries, 0, (uint)n, (nuint)(n * 8), v, 8,
-                (uint)(VkQueryResultFlagBits.VK_QUERY_RESULT_64_BIT | VkQueryResultFlagBits.VK_QUERY_RESULT_WAIT_BIT)), "vkGetQueryPoolResults");
+            VulkanApi.Check(_api.GetQueryPoolResults(_device.Handle, _queries, 0, (uint)n, (nuint)(n * 8), v, 8,
+                QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
         ulong mask = _device.TimestampMask;
         double period = _device.Info.TimestampPeriodNs;
         for (int i = 0; i < _queryLabels.Count; i++)
@@ -287,12 +264,12 @@ public sealed unsafe class CommandStream : IDisposable
 
     public void Dispose()
     {
-        if (_pool == 0) return;
+        if (_pool.Handle == 0) return;
         if (_recording) Flush();
         var dev = _device.Handle;
-        if (_queries != 0) _api.vkDestroyQueryPool(dev, _queries, null);
-        _api.vkDestroyFence(dev, _fence, null);
-        _api.vkDestroyCommandPool(dev, _pool, null);
-        _pool = 0;
+        if (HasQueries) _api.DestroyQueryPool(dev, _queries, null);
+        _api.DestroyFence(dev, _fence, null);
+        _api.DestroyCommandPool(dev, _pool, null);
+        _pool = default;
     }
 }

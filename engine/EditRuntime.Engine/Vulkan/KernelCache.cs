@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Vulkan;
 
@@ -9,10 +10,14 @@ public sealed class Kernel
 {
     public required string Name { get; init; }
     public required uint[] SpecConstants { get; init; }
-    public required ulong Pipeline { get; init; }
-    public required ulong Layout { get; init; }
+    public required Pipeline Pipeline { get; init; }
+    public required PipelineLayout Layout { get; init; }
     /// <summary>Bytes of the shader's push-constant block (reflected from SPIR-V).</summary>
     public required uint PushConstantBytes { get; init; }
+    /// <summary>The block's members (offset, size, kind), reflected from SPIR-V.</summary>
+    public required SpirvReflection.PushMember[] PushMembers { get; init; }
+    /// <summary>The mirror struct last found to match <see cref="PushMembers"/> (so the check runs once per struct, not per dispatch).</summary>
+    internal Type? CheckedPush;
     public required uint[] LocalSize { get; init; }
     public uint Threads => LocalSize[0] * LocalSize[1] * LocalSize[2];
     public override string ToString() => SpecConstants.Length == 0 ? Name : $"{Name}<{string.Join(",", SpecConstants)}>";
@@ -28,8 +33,8 @@ public sealed unsafe class KernelCache : IDisposable
 {
     private readonly VulkanDevice _device;
     private readonly ConcurrentDictionary<string, Kernel> _kernels = new();
-    private readonly Dictionary<string, (ulong Module, SpirvReflection.Info Info)> _modules = new();
-    private readonly Dictionary<uint, ulong> _layouts = new();
+    private readonly Dictionary<string, (ShaderModule Module, SpirvReflection.Info Info)> _modules = new();
+    private readonly Dictionary<uint, PipelineLayout> _layouts = new();
     private readonly object _lock = new();
 
     internal KernelCache(VulkanDevice device) => _device = device;
@@ -73,62 +78,46 @@ public sealed unsafe class KernelCache : IDisposable
             var info = SpirvReflection.Reflect(code, shader);
             if (info.PushConstantBytes > _device.Info.MaxPushConstantsSize)
                 throw new InvalidOperationException($"Shader {shader}: push constants of {info.PushConstantBytes} bytes exceed the device limit of {_device.Info.MaxPushConstantsSize}.");
-            ulong module;
+            ShaderModule module;
             fixed (uint* p = code)
             {
-                var ci = new VkShaderModuleCreateInfo
-                {
-                    sType = VkStructureType.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                    codeSize = (nuint)(code.Length * 4),
-                    pCode = p,
-                };
-                Vk.Check(api.vkCreateShaderModule(_device.Handle, &ci, null, &module), $"vkCreateShaderModule({shader})");
+                var ci = new ShaderModuleCreateInfo(codeSize: (nuint)(code.Length * 4), pCode: p);
+                VulkanApi.Check(api.CreateShaderModule(_device.Handle, &ci, null, &module), $"vkCreateShaderModule({shader})");
             }
             mod = (module, info);
             _modules[shader] = mod;
         }
-        ulong layout = LayoutFor(mod.Info.PushConstantBytes);
-        var entries = stackalloc VkSpecializationMapEntry[Math.Max(1, spec.Length)];
-        for (int i = 0; i < spec.Length; i++) entries[i] = new VkSpecializationMapEntry { constantID = (uint)i, offset = (uint)(4 * i), size = 4 };
-        ulong pipeline;
+        var layout = LayoutFor(mod.Info.PushConstantBytes);
+        var entries = stackalloc SpecializationMapEntry[Math.Max(1, spec.Length)];
+        for (int i = 0; i < spec.Length; i++) entries[i] = new SpecializationMapEntry(constantID: (uint)i, offset: (uint)(4 * i), size: 4);
+        Pipeline pipeline;
         var main = "main\0"u8;
         fixed (uint* data = spec)
         fixed (byte* entry = main)
         {
-            var si = new VkSpecializationInfo { mapEntryCount = (uint)spec.Length, pMapEntries = entries, dataSize = (nuint)(4 * spec.Length), pData = data };
-            var ci = new VkComputePipelineCreateInfo
-            {
-                sType = VkStructureType.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-                stage = new VkPipelineShaderStageCreateInfo
-                {
-                    sType = VkStructureType.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                    stage = VkShaderStageFlagBits.VK_SHADER_STAGE_COMPUTE_BIT,
-                    module = mod.Module,
-                    pName = entry,
-                    pSpecializationInfo = spec.Length > 0 ? &si : null,
-                },
-                layout = layout,
-            };
-            Vk.Check(api.vkCreateComputePipelines(_device.Handle, 0, 1, &ci, null, &pipeline), $"vkCreateComputePipelines({shader})");
+            var si = new SpecializationInfo(mapEntryCount: (uint)spec.Length, pMapEntries: entries, dataSize: (nuint)(4 * spec.Length), pData: data);
+            var ci = new ComputePipelineCreateInfo(
+                stage: new PipelineShaderStageCreateInfo(
+                    stage: ShaderStageFlags.ComputeBit,
+                    module: mod.Module,
+                    pName: entry,
+                    pSpecializationInfo: spec.Length > 0 ? &si : null),
+                layout: layout);
+            VulkanApi.Check(api.CreateComputePipelines(_device.Handle, default, 1, &ci, null, &pipeline), $"vkCreateComputePipelines({shader})");
         }
         return new Kernel
         {
             Name = shader, SpecConstants = spec, Pipeline = pipeline, Layout = layout,
-            PushConstantBytes = mod.Info.PushConstantBytes, LocalSize = mod.Info.LocalSizeWith(spec),
+            PushConstantBytes = mod.Info.PushConstantBytes, PushMembers = mod.Info.PushMembers, LocalSize = mod.Info.LocalSizeWith(spec),
         };
     }
 
-    private ulong LayoutFor(uint pushBytes)
+    private PipelineLayout LayoutFor(uint pushBytes)
     {
         if (_layouts.TryGetValue(pushBytes, out var l)) return l;
-        var range = new VkPushConstantRange { stageFlags = (uint)VkShaderStageFlagBits.VK_SHADER_STAGE_COMPUTE_BIT, offset = 0, size = pushBytes };
-        var ci = new VkPipelineLayoutCreateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-            pushConstantRangeCount = pushBytes > 0 ? 1u : 0u,
-            pPushConstantRanges = &range,
-        };
-        Vk.Check(_device.Api.vkCreatePipelineLayout(_device.Handle, &ci, null, &l), "vkCreatePipelineLayout");
+        var range = new PushConstantRange(stageFlags: ShaderStageFlags.ComputeBit, offset: 0, size: pushBytes);
+        var ci = new PipelineLayoutCreateInfo(pushConstantRangeCount: pushBytes > 0 ? 1u : 0u, pPushConstantRanges: &range);
+        VulkanApi.Check(_device.Api.CreatePipelineLayout(_device.Handle, &ci, null, &l), "vkCreatePipelineLayout");
         _layouts[pushBytes] = l;
         return l;
     }
@@ -136,9 +125,9 @@ public sealed unsafe class KernelCache : IDisposable
     public void Dispose()
     {
         var api = _device.Api;
-        foreach (var k in _kernels.Values) api.vkDestroyPipeline(_device.Handle, k.Pipeline, null);
-        foreach (var m in _modules.Values) api.vkDestroyShaderModule(_device.Handle, m.Module, null);
-        foreach (var l in _layouts.Values) api.vkDestroyPipelineLayout(_device.Handle, l, null);
+        foreach (var k in _kernels.Values) api.DestroyPipeline(_device.Handle, k.Pipeline, null);
+        foreach (var m in _modules.Values) api.DestroyShaderModule(_device.Handle, m.Module, null);
+        foreach (var l in _layouts.Values) api.DestroyPipelineLayout(_device.Handle, l, null);
         _kernels.Clear(); _modules.Clear(); _layouts.Clear();
     }
 }

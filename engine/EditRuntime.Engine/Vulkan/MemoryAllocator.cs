@@ -1,3 +1,6 @@
+using Silk.NET.Vulkan;
+using Buffer = Silk.NET.Vulkan.Buffer;
+
 namespace EditRuntime.Vulkan;
 
 /// <summary>Where a buffer lives: device memory for tensors, or host-visible staging for uploads and downloads.</summary>
@@ -10,8 +13,8 @@ public enum MemoryKind { Device, Staging }
 /// </summary>
 public sealed unsafe class MemoryBlock
 {
-    internal ulong Memory;
-    internal ulong Buffer;
+    internal DeviceMemory Memory;
+    internal Buffer Buffer;
     public ulong Size { get; }
     public ulong Address { get; internal set; }
     public byte* Mapped { get; internal set; }

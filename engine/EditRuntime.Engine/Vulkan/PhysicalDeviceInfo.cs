@@ -1,12 +1,14 @@
+using Silk.NET.Vulkan;
+
 namespace EditRuntime.Vulkan;
 
 /// <summary>What `editrt devices` shows about one Vulkan physical device, read once at start-up.</summary>
 public sealed record PhysicalDeviceInfo
 {
     public required int Index { get; init; }
-    public required nint Handle { get; init; }
+    public required PhysicalDevice Handle { get; init; }
     public required string Name { get; init; }
-    public required VkPhysicalDeviceType Type { get; init; }
+    public required PhysicalDeviceType Type { get; init; }
     public required string DriverName { get; init; }
     public required string DriverInfo { get; init; }
     public required string ApiVersion { get; init; }
@@ -29,22 +31,25 @@ public sealed record PhysicalDeviceInfo
     public required bool Timestamps { get; init; }
     public required float TimestampPeriodNs { get; init; }
 
+    /// <summary>A CPU implementation (lavapipe, SwiftShader): kernels pick CPU-friendly workgroup shapes.</summary>
+    public bool IsCpu => Type == PhysicalDeviceType.Cpu;
+
     public string TypeName => Type switch
     {
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU => "discrete GPU",
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU => "integrated GPU",
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU => "virtual GPU",
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_CPU => "CPU",
+        PhysicalDeviceType.DiscreteGpu => "discrete GPU",
+        PhysicalDeviceType.IntegratedGpu => "integrated GPU",
+        PhysicalDeviceType.VirtualGpu => "virtual GPU",
+        PhysicalDeviceType.Cpu => "CPU",
         _ => "other",
     };
 
     /// <summary>Higher is preferred: discrete &gt; integrated &gt; virtual &gt; CPU &gt; other.</summary>
     public int Preference => Type switch
     {
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU => 4,
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU => 3,
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU => 2,
-        VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_CPU => 1,
+        PhysicalDeviceType.DiscreteGpu => 4,
+        PhysicalDeviceType.IntegratedGpu => 3,
+        PhysicalDeviceType.VirtualGpu => 2,
+        PhysicalDeviceType.Cpu => 1,
         _ => 0,
     };
 }

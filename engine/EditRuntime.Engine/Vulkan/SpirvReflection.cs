@@ -1,8 +1,9 @@
 namespace EditRuntime.Vulkan;
 
 /// <summary>
-/// Reads the two facts the host must agree on with a compute shader: the byte size of its
-/// push-constant block and its local workgroup size. Used to check the C# mirror structs.
+/// Reads what the host must agree on with a compute shader: its push-constant block (byte size, and
+/// each member's offset, size and scalar kind) and its local workgroup size. Used to check the C#
+/// mirror structs (<see cref="PushConstantLayout"/>).
 /// </summary>
 public static class SpirvReflection
 {
@@ -12,9 +13,27 @@ public static class SpirvReflection
     private const uint ExecutionModeLocalSize = 17, DecorationOffset = 35, StorageClassPushConstant = 9,
         StorageClassPhysicalStorageBuffer = 5349, DecorationSpecId = 1, DecorationBuiltIn = 11, BuiltInWorkgroupSize = 25;
 
+    /// <summary>What a push-constant member holds, as far as the host can tell it apart.</summary>
+    public enum ScalarKind { Float, Int, UInt, Pointer, Other }
+
+    /// <summary>One member of the push-constant block: its byte offset (the Offset decoration), byte size and kind.</summary>
+    public readonly record struct PushMember(uint Offset, uint Size, ScalarKind Kind)
+    {
+        public override string ToString() => $"{KindName(Kind, Size)} at offset {Offset}";
+    }
+
+    /// <summary>"uint", "float", "pointer", ... with the size where it is not the 4 bytes of the common case.</summary>
+    public static string KindName(ScalarKind kind, uint size) => kind switch
+    {
+        ScalarKind.Pointer => "pointer (8 bytes)",
+        ScalarKind.Other => $"{size}-byte aggregate",
+        _ => kind.ToString().ToLowerInvariant() + (size == 4 ? "" : $"{size * 8}"),
+    };
+
+    /// <param name="PushMembers">The block's members in declaration order (empty without a block).</param>
     /// <param name="LocalSize">Workgroup size with default specialization values.</param>
     /// <param name="LocalSizeSpecIds">Per dimension, the specialization constant id that sets it (layout(local_size_x_id = ...)), or -1.</param>
-    public readonly record struct Info(uint PushConstantBytes, uint[] LocalSize, int[] LocalSizeSpecIds)
+    public readonly record struct Info(uint PushConstantBytes, PushMember[] PushMembers, uint[] LocalSize, int[] LocalSizeSpecIds)
     {
         /// <summary>The workgroup size once <paramref name="spec"/> (constant i = id i) is applied.</summary>
         public uint[] LocalSizeWith(uint[] spec)
@@ -30,6 +49,7 @@ public static class SpirvReflection
     {
         if (words.Length < 5 || words[0] != Magic) throw new InvalidDataException($"{name}: not a SPIR-V module.");
         var scalarSize = new Dictionary<uint, uint>();          // int/float/pointer id -> bytes
+        var scalarKind = new Dictionary<uint, ScalarKind>();
         var vectors = new Dictionary<uint, (uint Comp, uint Count)>();
         var structs = new Dictionary<uint, uint[]>();
         var pointers = new Dictionary<uint, (uint Storage, uint Type)>();
@@ -52,8 +72,12 @@ public static class SpirvReflection
                     local = new[] { ins[3], ins[4], ins[5] };
                     break;
                 case OpTypeInt:
+                    scalarSize[ins[1]] = ins[2] / 8;
+                    scalarKind[ins[1]] = ins[3] != 0 ? ScalarKind.Int : ScalarKind.UInt;
+                    break;
                 case OpTypeFloat:
                     scalarSize[ins[1]] = ins[2] / 8;
+                    scalarKind[ins[1]] = ScalarKind.Float;
                     break;
                 case OpTypeVector:
                     vectors[ins[1]] = (ins[2], ins[3]);
@@ -63,10 +87,11 @@ public static class SpirvReflection
                     break;
                 case OpTypePointer:
                     pointers[ins[1]] = (ins[2], ins[3]);
-                    if (ins[2] == StorageClassPhysicalStorageBuffer) scalarSize[ins[1]] = 8;
+                    if (ins[2] == StorageClassPhysicalStorageBuffer) { scalarSize[ins[1]] = 8; scalarKind[ins[1]] = ScalarKind.Pointer; }
                     break;
                 case OpTypeForwardPointer when ins[2] == StorageClassPhysicalStorageBuffer:
                     scalarSize[ins[1]] = 8;
+                    scalarKind[ins[1]] = ScalarKind.Pointer;
                     break;
                 case OpConstant when count == 4:
                 case OpSpecConstant when count == 4:
@@ -91,10 +116,15 @@ public static class SpirvReflection
             i += count;
         }
         uint push = 0;
+        var members = Array.Empty<PushMember>();
         if (pushPointerType != 0)
         {
             uint block = pointers[pushPointerType].Type;
             push = StructSize(block);
+            var types = structs[block];
+            members = new PushMember[types.Length];
+            for (uint m = 0; m < types.Length; m++)
+                members[m] = new PushMember(offsets[(block, m)], SizeOf(types[m]), scalarKind.GetValueOrDefault(types[m], ScalarKind.Other));
         }
         int[] localSpec = { -1, -1, -1 };
         // A WorkgroupSize built-in (from local_size_*_id) overrides the LocalSize execution mode.
@@ -104,7 +134,7 @@ public static class SpirvReflection
                 if (constants.TryGetValue(parts[d], out var v)) local[d] = v;
                 if (specIds.TryGetValue(parts[d], out var sid)) localSpec[d] = sid;
             }
-        return new Info(push, local, localSpec);
+        return new Info(push, members, local, localSpec);
 
         uint SizeOf(uint type)
         {

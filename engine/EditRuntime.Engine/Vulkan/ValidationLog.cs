@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Silk.NET.Core;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Vulkan;
 
@@ -28,15 +30,15 @@ public static unsafe class ValidationLog
     public static bool EchoToStderr { get; set; }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    internal static uint Callback(uint severity, uint types, VkDebugUtilsMessengerCallbackDataEXT* data, void* user)
+    internal static Bool32 Callback(DebugUtilsMessageSeverityFlagsEXT severity, DebugUtilsMessageTypeFlagsEXT types, DebugUtilsMessengerCallbackDataEXT* data, void* user)
     {
-        string sev = (severity & (uint)VkDebugUtilsMessageSeverityFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) != 0 ? "error"
-            : (severity & (uint)VkDebugUtilsMessageSeverityFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) != 0 ? "warning" : "info";
-        string msg = data->pMessage != null ? Marshal.PtrToStringUTF8((nint)data->pMessage) ?? "" : "";
-        string id = data->pMessageIdName != null ? Marshal.PtrToStringUTF8((nint)data->pMessageIdName) ?? "" : "";
+        string sev = (severity & DebugUtilsMessageSeverityFlagsEXT.ErrorBitExt) != 0 ? "error"
+            : (severity & DebugUtilsMessageSeverityFlagsEXT.WarningBitExt) != 0 ? "warning" : "info";
+        string msg = data->PMessage != null ? Marshal.PtrToStringUTF8((nint)data->PMessage) ?? "" : "";
+        string id = data->PMessageIdName != null ? Marshal.PtrToStringUTF8((nint)data->PMessageIdName) ?? "" : "";
         var line = $"[vulkan {sev}] {id}: {msg}";
         s_messages.Enqueue(line);
         if (EchoToStderr) Console.Error.WriteLine(line);
-        return 0; // VK_FALSE: never abort the call
+        return false; // VK_FALSE: never abort the call
     }
 }

@@ -1,4 +1,5 @@
-using System.Runtime.InteropServices;
+using Silk.NET.Vulkan;
+using Buffer = Silk.NET.Vulkan.Buffer;
 
 namespace EditRuntime.Vulkan;
 
@@ -28,9 +29,10 @@ public sealed unsafe class VulkanDevice : IDisposable
     public VulkanInstance Instance { get; }
     private readonly bool _ownsInstance;
     public PhysicalDeviceInfo Info { get; }
-    public VkApi Api { get; }
-    public nint Handle { get; private set; }
-    public nint Queue { get; }
+    /// <summary>This device's API object (current instance and device set once; see <see cref="VulkanApi"/>).</summary>
+    public Vk Api { get; }
+    public Device Handle { get; private set; }
+    public Queue Queue { get; }
     public uint QueueFamily { get; }
     public ulong TimestampMask { get; }
     public KernelCache Kernels { get; }
@@ -64,88 +66,69 @@ public sealed unsafe class VulkanDevice : IDisposable
 
         // A queue family with compute, preferring one without graphics (a dedicated compute queue).
         uint qn = 0;
-        iapi.vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, null);
-        var qf = new VkQueueFamilyProperties[qn];
-        fixed (VkQueueFamilyProperties* q = qf) iapi.vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, q);
+        iapi.GetPhysicalDeviceQueueFamilyProperties(pd, &qn, null);
+        var qf = new QueueFamilyProperties[qn];
+        fixed (QueueFamilyProperties* q = qf) iapi.GetPhysicalDeviceQueueFamilyProperties(pd, &qn, q);
         int family = -1;
         for (int pass = 0; pass < 2 && family < 0; pass++)
             for (int i = 0; i < qn && family < 0; i++)
             {
-                bool compute = (qf[i].queueFlags & (uint)VkQueueFlagBits.VK_QUEUE_COMPUTE_BIT) != 0;
-                bool graphics = (qf[i].queueFlags & (uint)VkQueueFlagBits.VK_QUEUE_GRAPHICS_BIT) != 0;
+                bool compute = (qf[i].QueueFlags & QueueFlags.ComputeBit) != 0;
+                bool graphics = (qf[i].QueueFlags & QueueFlags.GraphicsBit) != 0;
                 if (compute && (pass == 1 || !graphics)) family = i;
             }
         if (family < 0) throw new NotSupportedException($"Device \"{Info.Name}\" has no compute queue.");
         QueueFamily = (uint)family;
-        uint validBits = qf[family].timestampValidBits;
+        uint validBits = qf[family].TimestampValidBits;
         TimestampMask = validBits >= 64 ? ulong.MaxValue : (1UL << (int)validBits) - 1;
 
-        // Features: enable what the kernels may use and the device has.
-        var have12 = new VkPhysicalDeviceVulkan12Features { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES };
-        var have11 = new VkPhysicalDeviceVulkan11Features { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, pNext = &have12 };
-        var have = new VkPhysicalDeviceFeatures2 { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, pNext = &have11 };
-        iapi.vkGetPhysicalDeviceFeatures2(pd, &have);
-        var want12 = new VkPhysicalDeviceVulkan12Features
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-            bufferDeviceAddress = 1,
-            shaderFloat16 = have12.shaderFloat16,
-            storageBuffer8BitAccess = have12.storageBuffer8BitAccess,
-            scalarBlockLayout = have12.scalarBlockLayout,
-            vulkanMemoryModel = have12.vulkanMemoryModel,
-        };
-        var want11 = new VkPhysicalDeviceVulkan11Features
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
-            pNext = &want12,
-            storageBuffer16BitAccess = have11.storageBuffer16BitAccess,
-        };
-        var want = new VkPhysicalDeviceFeatures2 { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, pNext = &want11 };
-        want.features.shaderInt64 = have.features.shaderInt64;
-        want.features.shaderFloat64 = have.features.shaderFloat64;
-        want.features.shaderInt16 = have.features.shaderInt16;
+        // Features: enable what the kernels may use and the device has. (Named-argument constructors:
+        // they set sType, which an object initialiser would leave at 0.)
+        var have12 = new PhysicalDeviceVulkan12Features(sType: StructureType.PhysicalDeviceVulkan12Features);
+        var have11 = new PhysicalDeviceVulkan11Features(sType: StructureType.PhysicalDeviceVulkan11Features, pNext: &have12);
+        var have = new PhysicalDeviceFeatures2(sType: StructureType.PhysicalDeviceFeatures2, pNext: &have11);
+        iapi.GetPhysicalDeviceFeatures2(pd, &have);
+        var want12 = new PhysicalDeviceVulkan12Features(
+            bufferDeviceAddress: true,
+            shaderFloat16: have12.ShaderFloat16,
+            storageBuffer8BitAccess: have12.StorageBuffer8BitAccess,
+            scalarBlockLayout: have12.ScalarBlockLayout,
+            vulkanMemoryModel: have12.VulkanMemoryModel);
+        var want11 = new PhysicalDeviceVulkan11Features(pNext: &want12, storageBuffer16BitAccess: have11.StorageBuffer16BitAccess);
+        var want = new PhysicalDeviceFeatures2(pNext: &want11, features: new PhysicalDeviceFeatures(
+            shaderInt64: have.Features.ShaderInt64,
+            shaderFloat64: have.Features.ShaderFloat64,
+            shaderInt16: have.Features.ShaderInt16));
 
         float priority = 1f;
-        var qci = new VkDeviceQueueCreateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
-            queueFamilyIndex = QueueFamily,
-            queueCount = 1,
-            pQueuePriorities = &priority,
-        };
-        var dci = new VkDeviceCreateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
-            pNext = &want,
-            queueCreateInfoCount = 1,
-            pQueueCreateInfos = &qci,
-        };
-        nint device;
-        Vk.Check(iapi.vkCreateDevice(pd, &dci, null, &device), $"vkCreateDevice({Info.Name})");
+        var qci = new DeviceQueueCreateInfo(queueFamilyIndex: QueueFamily, queueCount: 1, pQueuePriorities: &priority);
+        var dci = new DeviceCreateInfo(pNext: &want, queueCreateInfoCount: 1, pQueueCreateInfos: &qci);
+        Device device;
+        VulkanApi.Check(iapi.CreateDevice(pd, &dci, null, &device), $"vkCreateDevice({Info.Name})");
         Handle = device;
-        Api = iapi.WithDevice(device);
-        nint queue;
-        Api.vkGetDeviceQueue(device, QueueFamily, 0, &queue);
+        Api = VulkanApi.ForDevice(instance.Handle, device);
+        Queue queue;
+        Api.GetDeviceQueue(device, QueueFamily, 0, &queue);
         Queue = queue;
 
         // Memory types. Unified memory (CPU, integrated GPU): device buffers are mapped directly.
         // Discrete: device-local buffers, reached through host-visible staging buffers.
-        VkPhysicalDeviceMemoryProperties mp = default;
-        iapi.vkGetPhysicalDeviceMemoryProperties(pd, &mp);
-        const uint DL = (uint)VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
-        const uint HV = (uint)VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT;
-        const uint HC = (uint)VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-        const uint CA = (uint)VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_HOST_CACHED_BIT;
+        PhysicalDeviceMemoryProperties mp = default;
+        iapi.GetPhysicalDeviceMemoryProperties(pd, &mp);
+        const MemoryPropertyFlags DL = MemoryPropertyFlags.DeviceLocalBit;
+        const MemoryPropertyFlags HV = MemoryPropertyFlags.HostVisibleBit;
+        const MemoryPropertyFlags HC = MemoryPropertyFlags.HostCoherentBit;
+        const MemoryPropertyFlags CA = MemoryPropertyFlags.HostCachedBit;
         bool forceStaging = options.ForceStaging ?? Environment.GetEnvironmentVariable(StagingEnvironmentVariable) == "1";
         DirectMapping = Info.UnifiedMemory && !forceStaging;
-        static int Find(in VkPhysicalDeviceMemoryProperties mp, uint required, uint preferred)
+        static int Find(in PhysicalDeviceMemoryProperties mp, MemoryPropertyFlags required, MemoryPropertyFlags preferred)
         {
             int best = -1;
-            for (int i = 0; i < mp.memoryTypeCount; i++)
+            for (int i = 0; i < mp.MemoryTypeCount; i++)
             {
-                uint f = mp.memoryTypes[i].propertyFlags;
+                var f = mp.MemoryTypes[i].PropertyFlags;
                 if ((f & required) != required) continue;
-                if (best < 0 || ((f & preferred) == preferred && (mp.memoryTypes[best].propertyFlags & preferred) != preferred)) best = i;
+                if (best < 0 || ((f & preferred) == preferred && (mp.MemoryTypes[best].PropertyFlags & preferred) != preferred)) best = i;
             }
             return best;
         }
@@ -214,52 +197,38 @@ public sealed unsafe class VulkanDevice : IDisposable
     private MemoryBlock CreateBlock(ulong size, MemoryKind kind, bool dedicated)
     {
         var block = new MemoryBlock(size, dedicated);
-        var bci = new VkBufferCreateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-            size = size,
-            usage = (uint)(VkBufferUsageFlagBits.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VkBufferUsageFlagBits.VK_BUFFER_USAGE_TRANSFER_SRC_BIT
-                           | VkBufferUsageFlagBits.VK_BUFFER_USAGE_TRANSFER_DST_BIT | VkBufferUsageFlagBits.VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT),
-            sharingMode = VkSharingMode.VK_SHARING_MODE_EXCLUSIVE,
-        };
-        ulong buffer;
-        Vk.Check(Api.vkCreateBuffer(Handle, &bci, null, &buffer), "vkCreateBuffer");
-        VkMemoryRequirements req;
-        Api.vkGetBufferMemoryRequirements(Handle, buffer, &req);
+        var bci = new BufferCreateInfo(
+            size: size,
+            usage: BufferUsageFlags.StorageBufferBit | BufferUsageFlags.TransferSrcBit | BufferUsageFlags.TransferDstBit | BufferUsageFlags.ShaderDeviceAddressBit,
+            sharingMode: SharingMode.Exclusive);
+        Buffer buffer;
+        VulkanApi.Check(Api.CreateBuffer(Handle, &bci, null, &buffer), "vkCreateBuffer");
+        MemoryRequirements req;
+        Api.GetBufferMemoryRequirements(Handle, buffer, &req);
         uint type = kind == MemoryKind.Device ? _deviceType : _stagingType;
-        if ((req.memoryTypeBits & (1u << (int)type)) == 0)
+        if ((req.MemoryTypeBits & (1u << (int)type)) == 0)
         {
-            Api.vkDestroyBuffer(Handle, buffer, null);
+            Api.DestroyBuffer(Handle, buffer, null);
             throw new NotSupportedException($"Device \"{Info.Name}\": storage buffers cannot live in memory type {type}.");
         }
-        var flags = new VkMemoryAllocateFlagsInfo
+        var flags = new MemoryAllocateFlagsInfo(flags: MemoryAllocateFlags.DeviceAddressBit);
+        var mai = new MemoryAllocateInfo(pNext: &flags, allocationSize: req.Size, memoryTypeIndex: type);
+        DeviceMemory memory;
+        var r = Api.AllocateMemory(Handle, &mai, null, &memory);
+        if (r != Result.Success)
         {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO,
-            flags = (uint)VkMemoryAllocateFlagBits.VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT,
-        };
-        var mai = new VkMemoryAllocateInfo
-        {
-            sType = VkStructureType.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
-            pNext = &flags,
-            allocationSize = req.size,
-            memoryTypeIndex = type,
-        };
-        ulong memory;
-        var r = Api.vkAllocateMemory(Handle, &mai, null, &memory);
-        if (r != VkResult.VK_SUCCESS)
-        {
-            Api.vkDestroyBuffer(Handle, buffer, null);
-            throw new OutOfMemoryException($"vkAllocateMemory of {req.size} bytes ({kind}) failed on \"{Info.Name}\": {r}. In use: {Stats.InUseBytes} bytes in {Stats.Blocks} blocks.");
+            Api.DestroyBuffer(Handle, buffer, null);
+            throw new OutOfMemoryException($"vkAllocateMemory of {req.Size} bytes ({kind}) failed on \"{Info.Name}\": {r}. In use: {Stats.InUseBytes} bytes in {Stats.Blocks} blocks.");
         }
-        Vk.Check(Api.vkBindBufferMemory(Handle, buffer, memory, 0), "vkBindBufferMemory");
+        VulkanApi.Check(Api.BindBufferMemory(Handle, buffer, memory, 0), "vkBindBufferMemory");
         block.Memory = memory;
         block.Buffer = buffer;
-        var bai = new VkBufferDeviceAddressInfo { sType = VkStructureType.VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO, buffer = buffer };
-        block.Address = Api.vkGetBufferDeviceAddress(Handle, &bai);
+        var bai = new BufferDeviceAddressInfo(buffer: buffer);
+        block.Address = Api.GetBufferDeviceAddress(Handle, &bai);
         if (kind == MemoryKind.Staging || DirectMapping)
         {
             void* p;
-            Vk.Check(Api.vkMapMemory(Handle, memory, 0, Vk.WholeSize, 0, &p), "vkMapMemory");
+            VulkanApi.Check(Api.MapMemory(Handle, memory, 0, Vk.WholeSize, 0, &p), "vkMapMemory");
             block.Mapped = (byte*)p;
         }
         Stats.ReservedBytes += size;
@@ -269,9 +238,9 @@ public sealed unsafe class VulkanDevice : IDisposable
 
     private void DestroyBlock(MemoryBlock b)
     {
-        if (b.Mapped != null) Api.vkUnmapMemory(Handle, b.Memory);
-        Api.vkDestroyBuffer(Handle, b.Buffer, null);
-        Api.vkFreeMemory(Handle, b.Memory, null);
+        if (b.Mapped != null) Api.UnmapMemory(Handle, b.Memory);
+        Api.DestroyBuffer(Handle, b.Buffer, null);
+        Api.FreeMemory(Handle, b.Memory, null);
         Stats.ReservedBytes -= b.Size;
         Stats.Blocks--;
     }
@@ -318,9 +287,9 @@ public sealed unsafe class VulkanDevice : IDisposable
 
     public void Dispose()
     {
-        if (Handle == 0) return;
+        if (Handle.Handle == 0) return;
         Stream.Flush();
-        Api.vkDeviceWaitIdle(Handle);
+        Api.DeviceWaitIdle(Handle);
         Stream.Dispose();
         Kernels.Dispose();
         foreach (var list in _blocks.Values)
@@ -328,8 +297,9 @@ public sealed unsafe class VulkanDevice : IDisposable
             foreach (var b in list) DestroyBlock(b);
             list.Clear();
         }
-        Api.vkDestroyDevice(Handle, null);
-        Handle = 0;
+        Api.DestroyDevice(Handle, null);
+        Handle = default;
+        Api.Dispose();
         if (_ownsInstance) Instance.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Silk.NET.Vulkan;
 
 namespace EditRuntime.Vulkan;
 
@@ -11,219 +12,211 @@ public sealed unsafe class VulkanInstance : IDisposable
 {
     public const string ValidationEnvironmentVariable = "EDITRT_VALIDATION";
 
-    public VkApi Api { get; }
-    public nint Handle { get; private set; }
+    /// <summary>This instance's API object (its current instance is this one; see <see cref="VulkanApi"/>).</summary>
+    public Vk Api { get; }
+    public Instance Handle { get; private set; }
     public bool ValidationEnabled { get; }
     public IReadOnlyList<PhysicalDeviceInfo> Devices { get; }
     public string LoaderVersion { get; }
-    private ulong _messenger;
+    private DebugUtilsMessengerEXT _messenger;
+    // VK_EXT_debug_utils, loaded by hand (the extension package is not on our feed).
+    private delegate* unmanaged<Instance, DebugUtilsMessengerEXT, AllocationCallbacks*, void> _destroyMessenger;
 
     /// <summary>Validation on when <paramref name="validation"/> says so, or (when null) when EDITRT_VALIDATION=1.</summary>
     public VulkanInstance(bool? validation = null)
     {
-        var g = VkApi.LoadGlobal();
-        uint loaderVersion = 0;
-        if (g.vkEnumerateInstanceVersion != null) g.vkEnumerateInstanceVersion(&loaderVersion);
-        LoaderVersion = Vk.VersionString(loaderVersion);
-        if (loaderVersion < Vk.ApiVersion12)
-            throw new NotSupportedException($"The Vulkan loader supports version {LoaderVersion}; EditRuntime needs 1.2 or newer.");
-
-        bool wantValidation = validation ?? Environment.GetEnvironmentVariable(ValidationEnvironmentVariable) == "1";
-        if (wantValidation && !HasLayer(g, Vk.ValidationLayer))
-            throw new InvalidOperationException(
-                $"Validation was requested but {Vk.ValidationLayer} is not installed (apt-get install vulkan-validationlayers, or run 'make deps').");
-        bool debugUtils = HasInstanceExtension(g, Vk.DebugUtilsExtension);
-        if (wantValidation && !debugUtils)
-            throw new InvalidOperationException($"Validation was requested but the instance lacks {Vk.DebugUtilsExtension}, so its messages could not be collected.");
-        ValidationEnabled = wantValidation;
-
-        var strings = new List<nint>();
-        byte* Utf8(string s) { var p = (byte*)Marshal.StringToCoTaskMemUTF8(s); strings.Add((nint)p); return p; }
+        var api = VulkanApi.Global();
         try
         {
-            var app = new VkApplicationInfo
-            {
-                sType = VkStructureType.VK_STRUCTURE_TYPE_APPLICATION_INFO,
-                pApplicationName = Utf8("EditRuntime"),
-                pEngineName = Utf8("EditRuntime"),
-                apiVersion = Vk.ApiVersion12,
-            };
-            byte** layers = stackalloc byte*[1];
-            byte** exts = stackalloc byte*[2];
-            uint nExt = 0;
-            if (wantValidation) exts[nExt++] = Utf8(Vk.DebugUtilsExtension);
-            if (wantValidation) layers[0] = Utf8(Vk.ValidationLayer);
+            uint loaderVersion = 0;
+            api.EnumerateInstanceVersion(&loaderVersion);
+            LoaderVersion = VulkanApi.VersionString(loaderVersion);
+            if (loaderVersion < VulkanApi.ApiVersion12)
+                throw new NotSupportedException($"The Vulkan loader supports version {LoaderVersion}; EditRuntime needs 1.2 or newer.");
 
-            var messengerInfo = MessengerInfo();
-            var ci = new VkInstanceCreateInfo
+            bool wantValidation = validation ?? Environment.GetEnvironmentVariable(ValidationEnvironmentVariable) == "1";
+            if (wantValidation && !HasLayer(api, VulkanApi.ValidationLayer))
+                throw new InvalidOperationException(
+                    $"Validation was requested but {VulkanApi.ValidationLayer} is not installed (apt-get install vulkan-validationlayers, or run 'make deps').");
+            bool debugUtils = HasInstanceExtension(api, VulkanApi.DebugUtilsExtension);
+            if (wantValidation && !debugUtils)
+                throw new InvalidOperationException($"Validation was requested but the instance lacks {VulkanApi.DebugUtilsExtension}, so its messages could not be collected.");
+            ValidationEnabled = wantValidation;
+
+            var strings = new List<nint>();
+            try
             {
-                sType = VkStructureType.VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
-                // Chaining the messenger info also reports problems in vkCreateInstance itself.
-                pNext = wantValidation ? &messengerInfo : null,
-                pApplicationInfo = &app,
-                enabledLayerCount = wantValidation ? 1u : 0u,
-                ppEnabledLayerNames = layers,
-                enabledExtensionCount = nExt,
-                ppEnabledExtensionNames = exts,
-            };
-            nint inst;
-            Vk.Check(g.vkCreateInstance(&ci, null, &inst), "vkCreateInstance");
-            Handle = inst;
-            Api = g.WithInstance(inst);
-            if (wantValidation)
-            {
-                ulong m;
-                Vk.Check(Api.vkCreateDebugUtilsMessengerEXT(inst, &messengerInfo, null, &m), "vkCreateDebugUtilsMessengerEXT");
-                _messenger = m;
+                var name = VulkanApi.Utf8("EditRuntime", strings);
+                var app = new ApplicationInfo(pApplicationName: name, pEngineName: name, apiVersion: VulkanApi.ApiVersion12);
+                byte** layers = stackalloc byte*[1];
+                byte** exts = stackalloc byte*[1];
+                if (wantValidation)
+                {
+                    layers[0] = VulkanApi.Utf8(VulkanApi.ValidationLayer, strings);
+                    exts[0] = VulkanApi.Utf8(VulkanApi.DebugUtilsExtension, strings);
+                }
+                var messengerInfo = MessengerInfo();
+                var ci = new InstanceCreateInfo(
+                    // Chaining the messenger info also reports problems in vkCreateInstance itself.
+                    pNext: wantValidation ? &messengerInfo : null,
+                    pApplicationInfo: &app,
+                    enabledLayerCount: wantValidation ? 1u : 0u, ppEnabledLayerNames: layers,
+                    enabledExtensionCount: wantValidation ? 1u : 0u, ppEnabledExtensionNames: exts);
+                Instance inst;
+                VulkanApi.Check(api.CreateInstance(&ci, null, &inst), "vkCreateInstance");
+                Handle = inst;
+                Api = VulkanApi.BindInstance(api, inst);
+                if (wantValidation)
+                {
+                    var create = (delegate* unmanaged<Instance, DebugUtilsMessengerCreateInfoEXT*, AllocationCallbacks*, DebugUtilsMessengerEXT*, Result>)
+                        VulkanApi.InstanceProc(api, inst, "vkCreateDebugUtilsMessengerEXT");
+                    _destroyMessenger = (delegate* unmanaged<Instance, DebugUtilsMessengerEXT, AllocationCallbacks*, void>)
+                        VulkanApi.InstanceProc(api, inst, "vkDestroyDebugUtilsMessengerEXT");
+                    DebugUtilsMessengerEXT m;
+                    VulkanApi.Check(create(inst, &messengerInfo, null, &m), "vkCreateDebugUtilsMessengerEXT");
+                    _messenger = m;
+                }
             }
+            finally
+            {
+                VulkanApi.FreeAll(strings);
+            }
+            Devices = EnumerateDevices();
         }
-        finally
+        catch
         {
-            foreach (var p in strings) Marshal.FreeCoTaskMem(p);
+            if (Handle.Handle != 0) Dispose();
+            else api.Dispose();
+            throw;
         }
-        Devices = EnumerateDevices();
     }
 
-    private static VkDebugUtilsMessengerCreateInfoEXT MessengerInfo() => new()
-    {
-        sType = VkStructureType.VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
-        messageSeverity = (uint)(VkDebugUtilsMessageSeverityFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT
-                                 | VkDebugUtilsMessageSeverityFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT),
-        messageType = (uint)(VkDebugUtilsMessageTypeFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT
-                             | VkDebugUtilsMessageTypeFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT
-                             | VkDebugUtilsMessageTypeFlagBitsEXT.VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT),
-        pfnUserCallback = (nint)(delegate* unmanaged[Cdecl]<uint, uint, VkDebugUtilsMessengerCallbackDataEXT*, void*, uint>)&ValidationLog.Callback,
-    };
+    private static DebugUtilsMessengerCreateInfoEXT MessengerInfo() => new(
+        messageSeverity: DebugUtilsMessageSeverityFlagsEXT.WarningBitExt | DebugUtilsMessageSeverityFlagsEXT.ErrorBitExt,
+        messageType: DebugUtilsMessageTypeFlagsEXT.GeneralBitExt | DebugUtilsMessageTypeFlagsEXT.ValidationBitExt | DebugUtilsMessageTypeFlagsEXT.PerformanceBitExt,
+        pfnUserCallback: new PfnDebugUtilsMessengerCallbackEXT(&ValidationLog.Callback));
 
-    private static bool HasLayer(VkApi g, string name)
+    private static bool HasLayer(Vk api, string name)
     {
         uint n = 0;
-        g.vkEnumerateInstanceLayerProperties(&n, null);
-        var props = new VkLayerProperties[n];
-        fixed (VkLayerProperties* p = props) g.vkEnumerateInstanceLayerProperties(&n, p);
+        api.EnumerateInstanceLayerProperties(&n, null);
+        var props = new LayerProperties[n];
+        fixed (LayerProperties* p = props) api.EnumerateInstanceLayerProperties(&n, p);
         for (int i = 0; i < n; i++)
-            fixed (byte* s = props[i].layerName)
-                if (Vk.FixedString(s, 256) == name) return true;
+            fixed (byte* s = props[i].LayerName)
+                if (VulkanApi.FixedString(s, 256) == name) return true;
         return false;
     }
 
-    private static bool HasInstanceExtension(VkApi g, string name)
+    private static bool HasInstanceExtension(Vk api, string name)
     {
-        uint n = 0;
-        g.vkEnumerateInstanceExtensionProperties(null, &n, null);
-        var props = new VkExtensionProperties[n];
-        fixed (VkExtensionProperties* p = props) g.vkEnumerateInstanceExtensionProperties(null, &n, p);
-        for (int i = 0; i < n; i++)
-            fixed (byte* s = props[i].extensionName)
-                if (Vk.FixedString(s, 256) == name) return true;
+        if (HasExtension(api, null, name)) return true;
         // The validation layer provides VK_EXT_debug_utils too.
-        return HasLayerExtension(g, name);
+        var layer = Encoding.ASCII.GetBytes(VulkanApi.ValidationLayer + "\0");
+        fixed (byte* l = layer) return HasExtension(api, l, name);
     }
 
-    private static bool HasLayerExtension(VkApi g, string name)
+    private static bool HasExtension(Vk api, byte* layer, string name)
     {
-        var layer = Encoding.ASCII.GetBytes(Vk.ValidationLayer + "\0");
-        fixed (byte* l = layer)
-        {
-            uint n = 0;
-            if (g.vkEnumerateInstanceExtensionProperties(l, &n, null) != VkResult.VK_SUCCESS) return false;
-            var props = new VkExtensionProperties[n];
-            fixed (VkExtensionProperties* p = props) g.vkEnumerateInstanceExtensionProperties(l, &n, p);
-            for (int i = 0; i < n; i++)
-                fixed (byte* s = props[i].extensionName)
-                    if (Vk.FixedString(s, 256) == name) return true;
-        }
+        uint n = 0;
+        if (api.EnumerateInstanceExtensionProperties(layer, &n, null) != Result.Success) return false;
+        var props = new ExtensionProperties[n];
+        fixed (ExtensionProperties* p = props) api.EnumerateInstanceExtensionProperties(layer, &n, p);
+        for (int i = 0; i < n; i++)
+            fixed (byte* s = props[i].ExtensionName)
+                if (VulkanApi.FixedString(s, 256) == name) return true;
         return false;
     }
 
     private List<PhysicalDeviceInfo> EnumerateDevices()
     {
         uint n = 0;
-        Vk.Check(Api.vkEnumeratePhysicalDevices(Handle, &n, null), "vkEnumeratePhysicalDevices");
-        var handles = new nint[n];
-        fixed (nint* h = handles) Vk.Check(Api.vkEnumeratePhysicalDevices(Handle, &n, h), "vkEnumeratePhysicalDevices");
+        VulkanApi.Check(Api.EnumeratePhysicalDevices(Handle, &n, null), "vkEnumeratePhysicalDevices");
+        var handles = new PhysicalDevice[n];
+        fixed (PhysicalDevice* h = handles) VulkanApi.Check(Api.EnumeratePhysicalDevices(Handle, &n, h), "vkEnumeratePhysicalDevices");
         var list = new List<PhysicalDeviceInfo>();
         for (int i = 0; i < n; i++) list.Add(Describe(i, handles[i]));
         return list;
     }
 
-    private PhysicalDeviceInfo Describe(int index, nint pd)
+    private PhysicalDeviceInfo Describe(int index, PhysicalDevice pd)
     {
-        var driver = new VkPhysicalDeviceDriverProperties { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES };
-        var subgroup = new VkPhysicalDeviceSubgroupProperties { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, pNext = &driver };
-        var props = new VkPhysicalDeviceProperties2 { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, pNext = &subgroup };
-        Api.vkGetPhysicalDeviceProperties2(pd, &props);
+        var driver = new PhysicalDeviceDriverProperties(sType: StructureType.PhysicalDeviceDriverProperties);
+        var subgroup = new PhysicalDeviceSubgroupProperties(sType: StructureType.PhysicalDeviceSubgroupProperties, pNext: &driver);
+        var props = new PhysicalDeviceProperties2(sType: StructureType.PhysicalDeviceProperties2, pNext: &subgroup);
+        Api.GetPhysicalDeviceProperties2(pd, &props);
 
-        var f12 = new VkPhysicalDeviceVulkan12Features { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES };
-        var f2 = new VkPhysicalDeviceFeatures2 { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, pNext = &f12 };
-        Api.vkGetPhysicalDeviceFeatures2(pd, &f2);
+        var f12 = new PhysicalDeviceVulkan12Features(sType: StructureType.PhysicalDeviceVulkan12Features);
+        var f2 = new PhysicalDeviceFeatures2(sType: StructureType.PhysicalDeviceFeatures2, pNext: &f12);
+        Api.GetPhysicalDeviceFeatures2(pd, &f2);
 
-        VkPhysicalDeviceMemoryProperties mem;
-        Api.vkGetPhysicalDeviceMemoryProperties(pd, &mem);
+        PhysicalDeviceMemoryProperties mem;
+        Api.GetPhysicalDeviceMemoryProperties(pd, &mem);
         ulong deviceLocal = 0, hostVisible = 0;
-        for (int h = 0; h < mem.memoryHeapCount; h++)
-            if ((mem.memoryHeaps[h].flags & (uint)VkMemoryHeapFlagBits.VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0) deviceLocal += mem.memoryHeaps[h].size;
+        for (int h = 0; h < mem.MemoryHeapCount; h++)
+            if ((mem.MemoryHeaps[h].Flags & MemoryHeapFlags.DeviceLocalBit) != 0) deviceLocal += mem.MemoryHeaps[h].Size;
         bool unified = false;
-        const uint dl = (uint)VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
-        const uint hv = (uint)(VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VkMemoryPropertyFlagBits.VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-        for (int t = 0; t < mem.memoryTypeCount; t++)
+        const MemoryPropertyFlags dl = MemoryPropertyFlags.DeviceLocalBit;
+        const MemoryPropertyFlags hv = MemoryPropertyFlags.HostVisibleBit | MemoryPropertyFlags.HostCoherentBit;
+        for (int t = 0; t < mem.MemoryTypeCount; t++)
         {
-            var ty = mem.memoryTypes[t];
-            if ((ty.propertyFlags & hv) == hv) hostVisible = Math.Max(hostVisible, mem.memoryHeaps[(int)ty.heapIndex].size);
+            var ty = mem.MemoryTypes[t];
+            if ((ty.PropertyFlags & hv) == hv) hostVisible = Math.Max(hostVisible, mem.MemoryHeaps[(int)ty.HeapIndex].Size);
             // Unified: the largest device-local heap is host-visible (not just a small BAR window).
-            if ((ty.propertyFlags & (dl | hv)) == (dl | hv) && mem.memoryHeaps[(int)ty.heapIndex].size * 2 >= deviceLocal) unified = true;
+            if ((ty.PropertyFlags & (dl | hv)) == (dl | hv) && mem.MemoryHeaps[(int)ty.HeapIndex].Size * 2 >= deviceLocal) unified = true;
         }
 
         uint qn = 0;
-        Api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, null);
-        var qf = new VkQueueFamilyProperties[qn];
-        fixed (VkQueueFamilyProperties* q = qf) Api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &qn, q);
-        bool timestamps = qf.Any(q => (q.queueFlags & (uint)VkQueueFlagBits.VK_QUEUE_COMPUTE_BIT) != 0 && q.timestampValidBits > 0);
+        Api.GetPhysicalDeviceQueueFamilyProperties(pd, &qn, null);
+        var qf = new QueueFamilyProperties[qn];
+        fixed (QueueFamilyProperties* q = qf) Api.GetPhysicalDeviceQueueFamilyProperties(pd, &qn, q);
+        bool timestamps = qf.Any(q => (q.QueueFlags & QueueFlags.ComputeBit) != 0 && q.TimestampValidBits > 0);
 
-        ref var p = ref props.properties;
-        ref var lim = ref p.limits;
+        ref var p = ref props.Properties;
+        ref var lim = ref p.Limits;
         return new PhysicalDeviceInfo
         {
             Index = index,
             Handle = pd,
-            Name = Vk.FixedString(props.properties.deviceName, 256),
-            Type = p.deviceType,
-            DriverName = Vk.FixedString(driver.driverName, 256),
-            DriverInfo = Vk.FixedString(driver.driverInfo, 256),
-            ApiVersion = Vk.VersionString(p.apiVersion),
-            VendorId = p.vendorID,
+            Name = VulkanApi.FixedString(props.Properties.DeviceName, 256),
+            Type = p.DeviceType,
+            DriverName = VulkanApi.FixedString(driver.DriverName, 256),
+            DriverInfo = VulkanApi.FixedString(driver.DriverInfo, 256),
+            ApiVersion = VulkanApi.VersionString(p.ApiVersion),
+            VendorId = p.VendorID,
             DeviceLocalBytes = deviceLocal,
             HostVisibleBytes = hostVisible,
             UnifiedMemory = unified,
-            SubgroupSize = subgroup.subgroupSize,
-            MaxSharedMemoryBytes = lim.maxComputeSharedMemorySize,
-            MaxWorkgroupCount = new[] { props.properties.limits.maxComputeWorkGroupCount[0], props.properties.limits.maxComputeWorkGroupCount[1], props.properties.limits.maxComputeWorkGroupCount[2] },
-            MaxWorkgroupInvocations = lim.maxComputeWorkGroupInvocations,
-            MaxStorageBufferRange = lim.maxStorageBufferRange,
+            SubgroupSize = subgroup.SubgroupSize,
+            MaxSharedMemoryBytes = lim.MaxComputeSharedMemorySize,
+            MaxWorkgroupCount = new[] { lim.MaxComputeWorkGroupCount[0], lim.MaxComputeWorkGroupCount[1], lim.MaxComputeWorkGroupCount[2] },
+            MaxWorkgroupInvocations = lim.MaxComputeWorkGroupInvocations,
+            MaxStorageBufferRange = lim.MaxStorageBufferRange,
             MaxMemoryAllocationSize = MaxAllocation(pd),
-            MaxPushConstantsSize = lim.maxPushConstantsSize,
-            Fp16 = f12.shaderFloat16 != 0,
-            Fp64 = f2.features.shaderFloat64 != 0,
-            Int64 = f2.features.shaderInt64 != 0,
-            BufferDeviceAddress = f12.bufferDeviceAddress != 0,
+            MaxPushConstantsSize = lim.MaxPushConstantsSize,
+            Fp16 = (bool)f12.ShaderFloat16,
+            Fp64 = (bool)f2.Features.ShaderFloat64,
+            Int64 = (bool)f2.Features.ShaderInt64,
+            BufferDeviceAddress = (bool)f12.BufferDeviceAddress,
             Timestamps = timestamps,
-            TimestampPeriodNs = lim.timestampPeriod,
+            TimestampPeriodNs = lim.TimestampPeriod,
         };
     }
 
-    private ulong MaxAllocation(nint pd)
+    private ulong MaxAllocation(PhysicalDevice pd)
     {
-        var m3 = new VkPhysicalDeviceMaintenance3Properties { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES };
-        var props = new VkPhysicalDeviceProperties2 { sType = VkStructureType.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, pNext = &m3 };
-        Api.vkGetPhysicalDeviceProperties2(pd, &props);
-        return m3.maxMemoryAllocationSize;
+        var m3 = new PhysicalDeviceMaintenance3Properties(sType: StructureType.PhysicalDeviceMaintenance3Properties);
+        var props = new PhysicalDeviceProperties2(sType: StructureType.PhysicalDeviceProperties2, pNext: &m3);
+        Api.GetPhysicalDeviceProperties2(pd, &props);
+        return m3.MaxMemoryAllocationSize;
     }
 
     public void Dispose()
     {
-        if (Handle == 0) return;
-        if (_messenger != 0) Api.vkDestroyDebugUtilsMessengerEXT(Handle, _messenger, null);
-        Api.vkDestroyInstance(Handle, null);
-        Handle = 0;
+        if (Handle.Handle == 0) return;
+        if (_messenger.Handle != 0) _destroyMessenger(Handle, _messenger, null);
+        Api.DestroyInstance(Handle, null);
+        Handle = default;
+        Api.Dispose();
     }
 }

@@ -1,19 +1,21 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Vulkan;
 
-namespace EditRuntime.Compute;
+namespace EditRuntime.Vulkan;
 
 /// <summary>
-/// The first kernels, recorded into the device's command stream (nothing waits until a value
-/// is read back). Each method checks shapes, declares what it reads and writes (for barriers)
-/// and mirrors its shader's push-constant block in a struct below.
+/// Kernels on device tensors the caller allocated, recorded into the device's command stream (nothing
+/// waits until a value is read back), and the dispatch helpers every Vulkan op goes through
+/// (<see cref="Elementwise{T}(string, in T, long, ReadOnlySpan{BufferRange}, ReadOnlySpan{BufferRange})"/>,
+/// <see cref="Groups{T}"/>). Each method checks shapes, declares what it reads and writes (for barriers)
+/// and mirrors its shader's push-constant block in a struct below. <see cref="VulkanBackend"/> builds the op
+/// set (allocating outputs) on top of this.
 /// </summary>
 public sealed class VulkanOps(VulkanDevice device)
 {
     public VulkanDevice Device { get; } = device;
     private CommandStream Stream => Device.Stream;
 
-    // ---- push-constant mirrors (checked against the SPIR-V block size at dispatch)
+    // ---- push-constant mirrors (checked against the SPIR-V block, member by member, at their first dispatch)
     [StructLayout(LayoutKind.Sequential)] private struct CopyPush { public ulong Src, Dst; public uint N; }
     [StructLayout(LayoutKind.Sequential)] private struct BinaryPush { public ulong A, B, C; public uint N; }
     [StructLayout(LayoutKind.Sequential)] private struct ScalePush { public ulong X, Y; public uint N; public float Alpha; }
@@ -38,11 +40,21 @@ public sealed class VulkanOps(VulkanDevice device)
         return (maxX, y);
     }
 
-    private void Elementwise<T>(string shader, in T push, long n, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
+    /// <summary>One invocation per element: ⌈n / local size x⌉ workgroups over the x/y grid. Nothing for n = 0.</summary>
+    public void Elementwise<T>(string shader, in T push, long n, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged =>
+        Elementwise(Device.Kernels.Get(shader), push, n, reads, writes);
+
+    /// <inheritdoc cref="Elementwise{T}(string, in T, long, ReadOnlySpan{BufferRange}, ReadOnlySpan{BufferRange})"/>
+    public void Elementwise<T>(Kernel k, in T push, long n, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
     {
         if (n == 0) return;
-        var k = Device.Kernels.Get(shader);
-        var (gx, gy) = Grid((n + k.LocalSize[0] - 1) / k.LocalSize[0]);
+        Groups(k, push, (n + k.LocalSize[0] - 1) / k.LocalSize[0], reads, writes);
+    }
+
+    /// <summary><paramref name="groups"/> workgroups (e.g. one per row) over the x/y grid (<see cref="Grid"/>; the shaders skip the spare ones).</summary>
+    public void Groups<T>(Kernel k, in T push, long groups, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
+    {
+        var (gx, gy) = Grid(groups);
         Stream.Dispatch(k, push, gx, gy, 1, reads, writes);
     }
 
@@ -93,9 +105,8 @@ public sealed class VulkanOps(VulkanDevice device)
         const uint chunk = 16384;
         long groups = Math.Max(1, (x.Count + chunk - 1) / chunk);
         using var partial = new GpuTensor(Device, (int)groups);
-        var (gx, gy) = Grid(groups);
-        Stream.Dispatch(Device.Kernels.Get("core/sum_partial"), new SumPartialPush { X = x.Address, Partial = partial.Address, N = (uint)x.Count, Chunk = chunk },
-            gx, gy, 1, [x.Range], [partial.Range]);
+        Groups(Device.Kernels.Get("core/sum_partial"), new SumPartialPush { X = x.Address, Partial = partial.Address, N = (uint)x.Count, Chunk = chunk },
+            groups, [x.Range], [partial.Range]);
         Stream.Dispatch(Device.Kernels.Get("core/row_sum"), new RowPush { X = partial.Address, Y = y.Address, Rows = 1, Cols = (uint)groups },
             1, 1, 1, [partial.Range], [y.Range]);
     }
@@ -130,9 +141,7 @@ public sealed class VulkanOps(VulkanDevice device)
         long rows = cols == 0 ? x.Shape[..^1].Aggregate(1L, (a, d) => a * d) : x.Count / cols;
         if (y.Count != rows) throw new ArgumentException($"{shader}: {x} has {rows} rows but the output {y} has {y.Count} elements.");
         if (rows == 0) return;
-        var k = Device.Kernels.Get(shader);
-        var (gx, gy) = Grid(rows);
-        Stream.Dispatch(k, new RowPush { X = x.Address, Y = y.Address, Rows = (uint)rows, Cols = (uint)cols }, gx, gy, 1, [x.Range], [y.Range]);
+        Groups(Device.Kernels.Get(shader), new RowPush { X = x.Address, Y = y.Address, Rows = (uint)rows, Cols = (uint)cols }, rows, [x.Range], [y.Range]);
     }
 
     /// <summary>

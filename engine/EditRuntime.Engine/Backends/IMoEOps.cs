@@ -3,11 +3,17 @@ namespace EditRuntime.Backends;
 /// <summary>
 /// Mixture-of-experts ops (MOMoE's bypass experts): top-k gating, routing tokens to experts
 /// (a stable counting sort), dispatch (gather of token rows grouped per expert), the experts' grouped
-/// matmul, and the weighted combine (scatter back to tokens). Shapes: N tokens, E experts (1 ≤ E ≤ 64),
-/// k slots per token (1 ≤ k ≤ E), M = N·k routed rows. Index tensors are I32.
+/// matmul, and the weighted combine (scatter back to tokens). Shapes: N tokens, E experts
+/// (1 ≤ E ≤ <see cref="MaxExperts"/>), k slots per token (1 ≤ k ≤ E), M = N·k routed rows. Index tensors
+/// are I32. A backend implements them beside <see cref="IBackend"/>; editors reach them with
+/// <c>backend.Ops&lt;IMoEOps&gt;()</c>. Conventions as in <see cref="IBackend"/>.
 /// </summary>
-public partial interface IBackend
+public interface IMoEOps
 {
+    /// <summary>Most experts the MoE ops take (the Vulkan route kernel's shared counters and the gate's 64-bit mask);
+    /// every backend holds to the same limit, so both accept the same inputs.</summary>
+    const int MaxExperts = 64;
+
     /// <summary>
     /// Gate: logits (N, E) → weights (N, k) and indices (N, k) I32. Row n's k experts are those with the
     /// largest logits, in descending order; ties go to the lowest index. weights[n, j] is the softmax

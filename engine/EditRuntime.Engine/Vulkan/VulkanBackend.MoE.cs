@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Mixture-of-experts ops on Vulkan (shaders/core/moe_*.comp, grouped_matmul_*.comp). Every kernel is
 // deterministic: routing is a stable counting sort in one workgroup, and each output element is owned by
@@ -10,9 +10,6 @@ namespace EditRuntime.Backends;
 // (low rank), and the group of a row is found on the device from offsets, so nothing waits on a read-back.
 public sealed partial class VulkanBackend
 {
-    /// <summary>Most experts the MoE kernels take (the route kernel's shared counters and the gate's 64-bit mask).</summary>
-    public const int MaxExperts = EditorOpShapes.MaxExperts;
-
     [StructLayout(LayoutKind.Sequential)] private struct MoeGatePush { public ulong Logits, Weights, Indices; public uint N, E, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeGateBackwardPush { public ulong Logits, Gw, Gl; public uint N, E, K; }
     [StructLayout(LayoutKind.Sequential)] private struct MoeRoutePush { public ulong Indices, Order, Position, Offsets; public uint M, E; }
@@ -27,10 +24,10 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_gate_topk";
         var gl = G(logits, op, "logits");
-        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
+        var (n, e) = OpChecks.MoeGateTopK(logits, k);
         var w = New(n, k);
         var idx = New(DType.I32, n, k);
-        DispatchElementwise("core/moe_gate_topk_forward",
+        Ops.Elementwise("core/moe_gate_topk_forward",
             new MoeGatePush { Logits = gl.Address, Weights = w.Address, Indices = idx.Address, N = (uint)n, E = (uint)e, K = (uint)k },
             n, [gl.Range], [w.Range, idx.Range]);
         return (w, idx);
@@ -40,11 +37,9 @@ public sealed partial class VulkanBackend
     {
         const string op = "moe_gate_topk_backward";
         var gl = G(logits, op, "logits"); var gw = G(gWeights, op, "gWeights");
-        var (n, e) = EditorOpShapes.MoeGate(op, logits, k);
-        if (gWeights.Rank != 2 || gWeights.Shape[0] != n || gWeights.Shape[1] != k)
-            throw new ArgumentException($"{op}: gWeights is {gWeights.ShapeString}, expected (N, k) = [{n}, {k}].");
+        var (n, e) = OpChecks.MoeGateTopKBackward(logits, k, gWeights);
         var g = New(n, e);
-        DispatchElementwise("core/moe_gate_topk_backward",
+        Ops.Elementwise("core/moe_gate_topk_backward",
             new MoeGateBackwardPush { Logits = gl.Address, Gw = gw.Address, Gl = g.Address, N = (uint)n, E = (uint)e, K = (uint)k },
             n, [gl.Range, gw.Range], [g.Range]);
         return g;
@@ -53,10 +48,8 @@ public sealed partial class VulkanBackend
     public (Tensor Order, Tensor Position, Tensor Offsets) MoeRoute(Tensor indices, int experts)
     {
         const string op = "moe_route";
-        var gi = G(indices, op, "indices", DType.I32);
-        if (indices.Rank != 2) throw new ArgumentException($"{op}: indices must be (N, k), got {indices.ShapeString}.");
-        if (experts < 1 || experts > MaxExperts) throw new ArgumentException($"{op}: {experts} experts; the MoE kernels take 1 to {MaxExperts}.");
-        int m = (int)indices.Count;
+        var gi = G(indices, op, "indices");
+        int m = OpChecks.MoeRoute(indices, experts);
         var order = New(DType.I32, m);
         var position = New(DType.I32, m);
         var offsets = New(DType.I32, experts + 1);
@@ -69,10 +62,10 @@ public sealed partial class VulkanBackend
     public Tensor MoeDispatch(Tensor x, Tensor order, int k)
     {
         const string op = "moe_dispatch";
-        var gx = G(x, op, "x"); var go = G(order, op, "order", DType.I32);
-        var (_, c, m) = EditorOpShapes.MoeDispatch(op, x, order, k);
+        var gx = G(x, op, "x"); var go = G(order, op, "order");
+        var (_, c, m) = OpChecks.MoeDispatch(x, order, k);
         var xs = New(m, c);
-        DispatchElementwise("core/moe_dispatch_forward",
+        Ops.Elementwise("core/moe_dispatch_forward",
             new MoeDispatchPush { X = gx.Address, Order = go.Address, Xs = xs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             (long)m * c, [gx.Range, go.Range], [xs.Range]);
         return xs;
@@ -81,10 +74,10 @@ public sealed partial class VulkanBackend
     public Tensor MoeDispatchBackward(Tensor position, Tensor gxs, int k)
     {
         const string op = "moe_dispatch_backward";
-        var gp = G(position, op, "position", DType.I32); var gg = G(gxs, op, "gxs");
-        var (_, c, n) = EditorOpShapes.MoeDispatchBackward(op, position, gxs, k);
+        var gp = G(position, op, "position"); var gg = G(gxs, op, "gxs");
+        var (_, c, n) = OpChecks.MoeDispatchBackward(position, gxs, k);
         var gx = New(n, c);
-        DispatchElementwise("core/moe_dispatch_backward",
+        Ops.Elementwise("core/moe_dispatch_backward",
             new MoeDispatchBackwardPush { Position = gp.Address, Gxs = gg.Address, Gx = gx.Address, N = (uint)n, C = (uint)c, K = (uint)k },
             (long)n * c, [gp.Range, gg.Range], [gx.Range]);
         return gx;
@@ -93,10 +86,10 @@ public sealed partial class VulkanBackend
     public Tensor GroupedMatmul(Tensor xs, Tensor w, Tensor offsets)
     {
         const string op = "grouped_matmul";
-        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32);
-        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets");
+        var (m, k, nout, e) = OpChecks.GroupedMatmul(op, xs, w, offsets);
         var y = New(m, nout);
-        DispatchElementwise("core/grouped_matmul_forward",
+        Ops.Elementwise("core/grouped_matmul_forward",
             new GroupedMatmulPush { A = ga.Address, W = gw.Address, Offsets = go.Address, Y = y.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)m * nout, [ga.Range, gw.Range, go.Range], [y.Range]);
         return y;
@@ -105,15 +98,14 @@ public sealed partial class VulkanBackend
     public (Tensor GradXs, Tensor GradW) GroupedMatmulBackward(Tensor xs, Tensor w, Tensor offsets, Tensor gy)
     {
         const string op = "grouped_matmul_backward";
-        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets", DType.I32); var gg = G(gy, op, "gy");
-        var (m, k, nout, e) = EditorOpShapes.MoeGrouped(op, xs, w, offsets);
-        if (gy.Rank != 2 || gy.Shape[0] != m || gy.Shape[1] != nout) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{m}, {nout}].");
+        var ga = G(xs, op, "xs"); var gw = G(w, op, "w"); var go = G(offsets, op, "offsets"); var gg = G(gy, op, "gy");
+        var (m, k, nout, e) = OpChecks.GroupedMatmulBackward(xs, w, offsets, gy);
         var gxs = New(m, k);
         var gW = New(e, k, nout);
-        DispatchElementwise("core/grouped_matmul_backward_x",
+        Ops.Elementwise("core/grouped_matmul_backward_x",
             new GroupedMatmulPush { A = gg.Address, W = gw.Address, Offsets = go.Address, Y = gxs.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)m * k, [gg.Range, gw.Range, go.Range], [gxs.Range]);
-        DispatchElementwise("core/grouped_matmul_backward_w",
+        Ops.Elementwise("core/grouped_matmul_backward_w",
             new GroupedMatmulPush { A = ga.Address, W = gg.Address, Offsets = go.Address, Y = gW.Address, M = (uint)m, K = (uint)k, Nout = (uint)nout, E = (uint)e },
             (long)e * k * nout, [ga.Range, gg.Range, go.Range], [gW.Range]);
         return (gxs, gW);
@@ -122,10 +114,10 @@ public sealed partial class VulkanBackend
     public Tensor MoeCombine(Tensor ys, Tensor weights, Tensor position)
     {
         const string op = "moe_combine";
-        var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32);
-        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
+        var gy = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position");
+        var (n, c, k) = OpChecks.MoeCombine(op, ys, weights, position);
         var y = New(n, c);
-        DispatchElementwise("core/moe_combine_forward",
+        Ops.Elementwise("core/moe_combine_forward",
             new MoeCombinePush { Ys = gy.Address, Weights = gw.Address, Position = gp.Address, Y = y.Address, N = (uint)n, C = (uint)c, K = (uint)k },
             (long)n * c, [gy.Range, gw.Range, gp.Range], [y.Range]);
         return y;
@@ -134,16 +126,15 @@ public sealed partial class VulkanBackend
     public (Tensor GradYs, Tensor GradWeights) MoeCombineBackward(Tensor ys, Tensor weights, Tensor position, Tensor gy)
     {
         const string op = "moe_combine_backward";
-        var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position", DType.I32); var gg = G(gy, op, "gy");
-        var (n, c, k) = EditorOpShapes.MoeCombine(op, ys, weights, position);
-        if (gy.Rank != 2 || gy.Shape[0] != n || gy.Shape[1] != c) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{n}, {c}].");
+        var gys = G(ys, op, "ys"); var gw = G(weights, op, "weights"); var gp = G(position, op, "position"); var gg = G(gy, op, "gy");
+        var (n, c, k) = OpChecks.MoeCombineBackward(ys, weights, position, gy);
         int m = n * k;
         var dYs = New(m, c);
         var dW = New(n, k);
-        DispatchElementwise("core/moe_combine_backward_ys",
+        Ops.Elementwise("core/moe_combine_backward_ys",
             new MoeCombineBackwardYsPush { Weights = gw.Address, Position = gp.Address, Gy = gg.Address, Gys = dYs.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             (long)m * c, [gw.Range, gp.Range, gg.Range], [dYs.Range]);
-        DispatchElementwise("core/moe_combine_backward_weights",
+        Ops.Elementwise("core/moe_combine_backward_weights",
             new MoeCombineBackwardWPush { Ys = gys.Address, Position = gp.Address, Gy = gg.Address, Gw = dW.Address, M = (uint)m, C = (uint)c, K = (uint)k },
             m, [gys.Range, gp.Range, gg.Range], [dW.Range]);
         return (dYs, dW);

@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Causal attention, embedding and cross-entropy on Vulkan.
 //
@@ -34,25 +33,10 @@ public sealed partial class VulkanBackend
 
     // ---------------------------------------------------------------- attention
 
-    /// <summary>Checks q, k, v (B, H, T, D), keyMask (B, T) or null and gy (if given) like q; returns the sizes.</summary>
-    private (int B, int H, int T, int D) AttentionShape(string op, Tensor q, Tensor k, Tensor v, Tensor? keyMask, Tensor? gy)
+    /// <summary>The shared checks (<see cref="OpChecks.Attention"/>), and this backend's limit: the (B, H, T, T) temporary.</summary>
+    private static (int B, int H, int T, int D) AttentionShape(string op, Tensor q, Tensor k, Tensor v, Tensor? keyMask, Tensor? gy)
     {
-        G(q, op, "q"); G(k, op, "k"); G(v, op, "v");
-        if (q.Rank != 4) throw new ArgumentException($"{op}: q must be (B, H, T, D), got {q.ShapeString}.");
-        if (!k.Shape.SequenceEqual(q.Shape)) throw new ArgumentException($"{op}: k is {k.ShapeString}, expected q's shape {q.ShapeString} (B, H, T, D).");
-        if (!v.Shape.SequenceEqual(q.Shape)) throw new ArgumentException($"{op}: v is {v.ShapeString}, expected q's shape {q.ShapeString} (B, H, T, D).");
-        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3];
-        if (keyMask != null)
-        {
-            G(keyMask, op, "keyMask");
-            if (keyMask.Rank != 2 || keyMask.Shape[0] != B || keyMask.Shape[1] != T)
-                throw new ArgumentException($"{op}: keyMask is {keyMask.ShapeString}, expected (B, T) = [{B}, {T}].");
-        }
-        if (gy != null)
-        {
-            G(gy, op, "gy");
-            if (!gy.Shape.SequenceEqual(q.Shape)) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected q's shape {q.ShapeString} (B, H, T, D).");
-        }
+        var (B, H, T, D) = OpChecks.Attention(op, q, k, v, keyMask, gy);
         if ((long)B * H * T * T > int.MaxValue)
             throw new ArgumentException($"{op}: the attention matrix B·H·T·T = {B}·{H}·{T}·{T} exceeds {int.MaxValue} elements.");
         return (B, H, T, D);
@@ -67,14 +51,12 @@ public sealed partial class VulkanBackend
             lda: D, ldb: D, ldc: T, strideA: (long)T * D, strideB: (long)T * D, strideC: (long)T * T,
             transA: false, transB: true, alpha: (float)(1.0 / Math.Sqrt(D)), beta: 0f);
         long rows = (long)bh * T;
-        var kernel = Device.Kernels.Get("core/attn_softmax_forward");   // one invocation per row
-        var (gx, gy) = Ops.Grid((rows + kernel.LocalSize[0] - 1) / kernel.LocalSize[0]);
         var push = new AttnSoftmaxPush
         {
             S = p.Address, Mask = mask?.Address ?? p.Address, Rows = (uint)rows, T = (uint)T, H = (uint)H, HasMask = mask != null ? 1u : 0u,
         };
         ReadOnlySpan<BufferRange> reads = mask != null ? [p.Range, mask.Range] : [p.Range];
-        Device.Stream.Dispatch(kernel, push, gx, gy, 1, reads, [p.Range]);
+        Ops.Elementwise("core/attn_softmax_forward", push, rows, reads, [p.Range]);   // one invocation per row
         return p;
     }
 
@@ -83,9 +65,9 @@ public sealed partial class VulkanBackend
     public Tensor CausalAttention(Tensor q, Tensor k, Tensor v, Tensor? keyMask)
     {
         const string op = "causal_attention";
-        var (B, H, T, D) = AttentionShape(op, q, k, v, keyMask, null);
         GpuTensor gq = G(q, op, "q"), gk = G(k, op, "k"), gv = G(v, op, "v");
         GpuTensor? mask = keyMask == null ? null : G(keyMask, op, "keyMask");
+        var (B, H, T, D) = AttentionShape(op, q, k, v, keyMask, null);
         var y = New(q.Shape);
         if (y.Count == 0) return y;   // B, H, T or D is 0
         using var p = AttentionProbabilities(gq, gk, mask, B, H, T, D);
@@ -101,9 +83,9 @@ public sealed partial class VulkanBackend
     public (Tensor GradQ, Tensor GradK, Tensor GradV) CausalAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor? keyMask, Tensor gy)
     {
         const string op = "causal_attention_backward";
-        var (B, H, T, D) = AttentionShape(op, q, k, v, keyMask, gy);
         GpuTensor gq = G(q, op, "q"), gk = G(k, op, "k"), gv = G(v, op, "v"), ggy = G(gy, op, "gy");
         GpuTensor? mask = keyMask == null ? null : G(keyMask, op, "keyMask");
+        var (B, H, T, D) = AttentionShape(op, q, k, v, keyMask, gy);
         var dq = New(q.Shape);
         var dk = New(q.Shape);
         var dv = New(q.Shape);
@@ -121,15 +103,13 @@ public sealed partial class VulkanBackend
             lda: D, ldb: D, ldc: T, strideA: td, strideB: td, strideC: tt, transA: false, transB: true, alpha: 1f, beta: 0f);
         // gS = P·(gP − Σ P·gP), 0 where masked (in place on g)
         long rows = (long)bh * T;
-        var kernel = Device.Kernels.Get("core/attn_softmax_backward");   // one invocation per row
-        var (gx, gyGrid) = Ops.Grid((rows + kernel.LocalSize[0] - 1) / kernel.LocalSize[0]);
         var push = new AttnSoftmaxBackwardPush
         {
             P = p.Address, G = g.Address, Mask = mask?.Address ?? p.Address,
             Rows = (uint)rows, T = (uint)T, H = (uint)H, HasMask = mask != null ? 1u : 0u,
         };
         ReadOnlySpan<BufferRange> reads = mask != null ? [p.Range, g.Range, mask.Range] : [p.Range, g.Range];
-        Device.Stream.Dispatch(kernel, push, gx, gyGrid, 1, reads, [g.Range]);
+        Ops.Elementwise("core/attn_softmax_backward", push, rows, reads, [g.Range]);   // one invocation per row
         // gq = gS·k/√D,  gk = gSᵀ·q/√D
         Ops.Matmul(g.Address, gk.Address, dq.Address, g.Range, gk.Range, dq.Range, bh, T, D, T,
             lda: T, ldb: D, ldc: D, strideA: tt, strideB: td, strideC: td, transA: false, transB: false, alpha: scale, beta: 0f);
@@ -161,17 +141,14 @@ public sealed partial class VulkanBackend
     public Tensor Embedding(Tensor ids, Tensor table)
     {
         const string op = "embedding";
-        var gi = G(ids, op, "ids", DType.I32);
+        var gi = G(ids, op, "ids");
         var gt = G(table, op, "table");
-        if (table.Rank != 2) throw new ArgumentException($"{op}: table must be (V, C), got {table.ShapeString}.");
-        int V = table.Shape[0], C = table.Shape[1];
+        var (V, C) = OpChecks.Embedding(ids, table);
         if (CheckIds) CheckIdRange(op, gi, V);
         var y = New([.. ids.Shape, C]);
         if (y.Count == 0) return y;
-        var k = Device.Kernels.Get("core/embedding_forward");
-        var (gx, gy) = Ops.Grid((y.Count + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new EmbeddingPush { Ids = gi.Address, Table = gt.Address, Y = y.Address, N = (uint)y.Count, C = (uint)C, V = (uint)V };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [gi.Range, gt.Range], [y.Range]);
+        Ops.Elementwise("core/embedding_forward", push, y.Count, [gi.Range, gt.Range], [y.Range]);
         return y;
     }
 
@@ -181,21 +158,16 @@ public sealed partial class VulkanBackend
     public Tensor EmbeddingBackward(Tensor ids, Tensor gy, int vocabSize)
     {
         const string op = "embedding_backward";
-        var gi = G(ids, op, "ids", DType.I32);
+        var gi = G(ids, op, "ids");
         var ggy = G(gy, op, "gy");
-        if (vocabSize < 0) throw new ArgumentException($"{op}: vocabSize must be ≥ 0, got {vocabSize}.");
-        if (gy.Rank != ids.Rank + 1 || !gy.Shape[..^1].SequenceEqual(ids.Shape))
-            throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected (ids.shape..., C) with ids {ids.ShapeString}.");
-        int C = gy.Shape[^1];
+        int C = OpChecks.EmbeddingBackward(ids, gy, vocabSize);
         if (CheckIds) CheckIdRange(op, gi, vocabSize);
         var gt = New(vocabSize, C);
         if (gt.Count == 0) return gt;
         Ops.Fill(gt, 0f);
         if (ids.Count == 0) return gt;
-        var k = Device.Kernels.Get("core/embedding_backward");
-        var (gx, gyGrid) = Ops.Grid((C + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new EmbeddingBackwardPush { Ids = gi.Address, Gy = ggy.Address, GTable = gt.Address, N = (uint)ids.Count, C = (uint)C, V = (uint)vocabSize };
-        Device.Stream.Dispatch(k, push, gx, gyGrid, 1, [gi.Range, ggy.Range, gt.Range], [gt.Range]);
+        Ops.Elementwise("core/embedding_backward", push, C, [gi.Range, ggy.Range, gt.Range], [gt.Range]);   // one invocation per column
         return gt;
     }
 
@@ -203,31 +175,20 @@ public sealed partial class VulkanBackend
     // A position n is counted iff targets[n] != ignoreIndex and 0 <= targets[n] < V. A target outside
     // [0, V) that is not ignoreIndex is treated like an ignored one (not counted, no gradient), not an error.
 
-    private (int N, int V) CrossEntropyShape(string op, Tensor logits, Tensor targets)
-    {
-        G(logits, op, "logits");
-        G(targets, op, "targets", DType.I32);
-        if (logits.Rank != 2) throw new ArgumentException($"{op}: logits must be (N, V), got {logits.ShapeString}.");
-        if (targets.Rank != 1 || targets.Shape[0] != logits.Shape[0])
-            throw new ArgumentException($"{op}: targets is {targets.ShapeString}, expected (N) = [{logits.Shape[0]}] for logits {logits.ShapeString}.");
-        return (logits.Shape[0], logits.Shape[1]);
-    }
-
     /// <inheritdoc/>
     /// <remarks>Vulkan: a target outside [0, V) that is not <paramref name="ignoreIndex"/> is not counted (like an ignored one),
     /// not an error. Count and mean are computed on the GPU.</remarks>
     public Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100)
     {
         const string op = "cross_entropy";
-        var (N, V) = CrossEntropyShape(op, logits, targets);
-        GpuTensor gl = G(logits, op, "logits"), gt = G(targets, op, "targets", DType.I32);
+        GpuTensor gl = G(logits, op, "logits"), gt = G(targets, op, "targets");
+        var (N, V) = OpChecks.CrossEntropy(op, logits, targets);
         var y = New(1);
         using var losses = New(N);
         if (N > 0)
         {
-            var (gx, gy) = Ops.Grid(N);
             var push = new CrossEntropyPush { Logits = gl.Address, Targets = gt.Address, Losses = losses.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex };
-            Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_forward"), push, gx, gy, 1, [gl.Range, gt.Range], [losses.Range]);
+            Ops.Groups(Device.Kernels.Get("core/cross_entropy_forward"), push, N, [gl.Range, gt.Range], [losses.Range]);   // one workgroup per row
         }
         var reduce = new CrossEntropyReducePush
         {
@@ -243,9 +204,8 @@ public sealed partial class VulkanBackend
     public Tensor CrossEntropyBackward(Tensor logits, Tensor targets, Tensor gy, int ignoreIndex = -100)
     {
         const string op = "cross_entropy_backward";
-        var (N, V) = CrossEntropyShape(op, logits, targets);
-        GpuTensor gl = G(logits, op, "logits"), gt = G(targets, op, "targets", DType.I32), ggy = G(gy, op, "gy");
-        if (gy.Count != 1) throw new ArgumentException($"{op}: gy must have one element (shape [1]), got {gy.ShapeString}.");
+        GpuTensor gl = G(logits, op, "logits"), gt = G(targets, op, "targets"), ggy = G(gy, op, "gy");
+        var (N, V) = OpChecks.CrossEntropyBackward(logits, targets, gy);
         var g = New(N, V);
         if (g.Count == 0) return g;
         using var scale = New(1);   // gy[0] / count, or 0 when nothing counts
@@ -254,12 +214,11 @@ public sealed partial class VulkanBackend
             Losses = ggy.Address, Targets = gt.Address, Gy = ggy.Address, Y = scale.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex, Mode = 1,
         };
         Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_reduce"), reduce, 1, 1, 1, [ggy.Range, gt.Range], [scale.Range]);
-        var (gx, gyGrid) = Ops.Grid(N);
         var push = new CrossEntropyBackwardPush
         {
             Logits = gl.Address, Targets = gt.Address, Scale = scale.Address, G = g.Address, N = (uint)N, V = (uint)V, IgnoreIndex = ignoreIndex,
         };
-        Device.Stream.Dispatch(Device.Kernels.Get("core/cross_entropy_backward"), push, gx, gyGrid, 1, [gl.Range, gt.Range, scale.Range], [g.Range]);
+        Ops.Groups(Device.Kernels.Get("core/cross_entropy_backward"), push, N, [gl.Range, gt.Range, scale.Range], [g.Range]);   // one workgroup per row
         return g;
     }
 }

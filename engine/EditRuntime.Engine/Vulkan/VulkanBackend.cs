@@ -1,16 +1,17 @@
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 /// <summary>
 /// The op set on our Vulkan compute shaders. Work is recorded into the device's command stream
 /// and submitted only when the host reads a value (<see cref="ToFloatArray"/>) or calls
 /// <see cref="Synchronize"/>. Split over partial files: this one (tensors, elementwise,
-/// reductions, matmul), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax, Adam) and
-/// VulkanBackend.Sequence.cs (attention, embedding, cross-entropy).
+/// reductions, matmul, counters and profiler), VulkanBackend.Layers.cs (bias, GELU, LayerNorm, softmax,
+/// Adam), VulkanBackend.Sequence.cs (attention, embedding, cross-entropy), and the editor op interfaces
+/// beside the core: VulkanBackend.Editors.cs (<see cref="ILoraOps"/>) and VulkanBackend.MoE.cs (<see cref="IMoEOps"/>).
+/// Argument checks are <see cref="OpChecks"/>', shared with the Torch backend; kernels go through <see cref="VulkanOps"/>.
 /// </summary>
-public sealed partial class VulkanBackend : IBackend, IDeviceCounters
+public sealed partial class VulkanBackend : IBackend, ILoraOps, IMoEOps, IDeviceCounters, IKernelProfiler
 {
     public VulkanDevice Device { get; }
     public VulkanOps Ops { get; }
@@ -31,15 +32,10 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     // ---------------------------------------------------------------- tensors
 
-    /// <summary>The Vulkan tensor behind <paramref name="t"/>, or an error naming the op and argument.</summary>
-    internal GpuTensor G(Tensor t, string op, string arg, DType dtype = DType.F32)
-    {
-        if (t is not GpuTensor g || !ReferenceEquals(g.Device, Device))
-            throw new ArgumentException($"{op}: {arg} is a {t.Backend.Name} tensor, not one of this Vulkan backend's.");
-        if (g.IsDisposed) throw new ObjectDisposedException($"{op}: {arg} was disposed.");
-        if (g.DType != dtype) throw new ArgumentException($"{op}: {arg} must be {dtype}, got {g.DType} {g.ShapeString}.");
-        return g;
-    }
+    /// <summary>The live Vulkan tensor of this device behind <paramref name="t"/>, or an error naming the op and argument.
+    /// Dtypes and shapes are the op's check in <see cref="OpChecks"/>, shared with every backend.</summary>
+    internal GpuTensor G(Tensor t, string op, string arg) =>
+        t is GpuTensor g && ReferenceEquals(g.Device, Device) && !g.IsDisposed ? g : throw OpChecks.NotOwned(op, arg, t, Name);
 
     internal GpuTensor New(DType dtype, params int[] shape)
     {
@@ -50,56 +46,79 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     internal GpuTensor New(params int[] shape) => New(DType.F32, shape);
 
-    public Tensor Empty(DType dtype, params int[] shape) => New(dtype, shape);
+    public Tensor Empty(DType dtype, params int[] shape)
+    {
+        OpChecks.Empty(dtype, shape);
+        return New(dtype, shape);
+    }
 
     public Tensor FromArray(float[] data, params int[] shape)
     {
+        OpChecks.FromArray(data, shape);
         var t = new GpuTensor(Device, DType.F32, shape, this);
-        if (data.Length != t.Count) { t.Dispose(); throw new ArgumentException($"FromArray: {data.Length} values for shape {Tensor.Format(shape)}."); }
         t.Upload(data);
         return t;
     }
 
     public Tensor FromArray(int[] data, params int[] shape)
     {
+        OpChecks.FromArray(data, shape);
         var t = new GpuTensor(Device, DType.I32, shape, this);
-        if (data.Length != t.Count) { t.Dispose(); throw new ArgumentException($"FromArray: {data.Length} values for shape {Tensor.Format(shape)}."); }
         t.Upload(data);
         return t;
     }
 
-    public float[] ToFloatArray(Tensor t) => G(t, "ToFloatArray", "tensor").ToArray();
-    public int[] ToIntArray(Tensor t) => G(t, "ToIntArray", "tensor", DType.I32).ToIntArray();
+    public float[] ToFloatArray(Tensor t)
+    {
+        var g = G(t, "ToFloatArray", "tensor");
+        OpChecks.DType("ToFloatArray", "tensor", t);
+        return g.ToArray();
+    }
+
+    public int[] ToIntArray(Tensor t)
+    {
+        var g = G(t, "ToIntArray", "tensor");
+        OpChecks.DType("ToIntArray", "tensor", t, DType.I32);
+        return g.ToIntArray();
+    }
+
     public void Synchronize() => Device.Stream.Flush();
 
     public double DeviceBusySeconds => Device.Stream.BusySeconds;
     public long PeakDeviceBytes => (long)Device.Stats.PeakInUseBytes;
     public void ResetPeakDeviceBytes() => Device.Stats.PeakInUseBytes = Device.Stats.InUseBytes;
 
-    internal static void SameShape(string op, Tensor a, Tensor b, string an = "a", string bn = "b")
+    public void BeginProfiling()
     {
-        if (!a.Shape.SequenceEqual(b.Shape))
-            throw new ArgumentException($"{op}: {an} {a.ShapeString} and {bn} {b.ShapeString} must have the same shape.");
+        Device.Stream.Timings.Clear();
+        Device.Stream.Profiling = true;
     }
 
-    /// <summary>Rows and columns of x viewed as (rows, last dimension).</summary>
-    internal static (int Rows, int Cols) RowsCols(Tensor x, string op)
+    public IReadOnlyList<KernelTiming> EndProfiling()
     {
-        if (x.Rank == 0) throw new ArgumentException($"{op}: needs at least one dimension, got a scalar.");
-        int cols = x.Shape[^1];
-        int rows = (int)x.Shape[..^1].Aggregate(1L, (a, d) => a * d);
-        return (rows, cols);
+        var stream = Device.Stream;
+        stream.Flush();   // timings are read when their commands complete
+        stream.Profiling = false;
+        var timings = stream.Timings.ToArray();
+        stream.Timings.Clear();
+        return timings;
     }
+
+    public long Submits => Device.Stream.Submits;
 
     // ---------------------------------------------------------------- elementwise
 
-    public void Fill(Tensor x, float value) => Ops.Fill(G(x, "fill", "x"), value);
+    public void Fill(Tensor x, float value)
+    {
+        var gx = G(x, "fill", "x");
+        OpChecks.Unary("fill", x);
+        Ops.Fill(gx, value);
+    }
 
     public Tensor Reshape(Tensor x, params int[] shape)
     {
-        var gx = G(x, "reshape", "x", x.DType);
-        long n = shape.Aggregate(1L, (a, d) => a * d);
-        if (n != x.Count) throw new ArgumentException($"reshape: {x.ShapeString} ({x.Count} elements) cannot become {Tensor.Format(shape)} ({n}).");
+        var gx = G(x, "reshape", "x");
+        OpChecks.Reshape(x, shape);
         var y = New(x.DType, shape);
         Device.Stream.Copy(gx.Buffer.Slice(0, gx.Bytes), y.Buffer.Slice(0, y.Bytes));
         return y;
@@ -111,23 +130,27 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     private Tensor Binary(string op, Tensor a, Tensor b, Action<GpuTensor, GpuTensor, GpuTensor> kernel)
     {
-        SameShape(op, a, b);
+        var ga = G(a, op, "a"); var gb = G(b, op, "b");
+        OpChecks.Binary(op, a, b);
         var c = New(a.Shape);
-        kernel(G(a, op, "a"), G(b, op, "b"), c);
+        kernel(ga, gb, c);
         return c;
     }
 
     public Tensor Scale(Tensor x, float alpha)
     {
+        var gx = G(x, "scale", "x");
+        OpChecks.Unary("scale", x);
         var y = New(x.Shape);
-        Ops.Scale(G(x, "scale", "x"), alpha, y);
+        Ops.Scale(gx, alpha, y);
         return y;
     }
 
     public void Axpy(float alpha, Tensor x, Tensor y)
     {
-        SameShape("axpy", x, y, "x", "y");
-        Ops.Axpy(alpha, G(x, "axpy", "x"), G(y, "axpy", "y"));
+        var gx = G(x, "axpy", "x"); var gy = G(y, "axpy", "y");
+        OpChecks.Axpy(x, y);
+        Ops.Axpy(alpha, gx, gy);
     }
 
     // ---------------------------------------------------------------- layout
@@ -140,32 +163,27 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     public void CopyStrided(Tensor src, Tensor dst, int rows, int cols, long srcOffset, long srcStride, long dstOffset, long dstStride)
     {
-        var s = G(src, "copy_strided", "src", src.DType);
-        var d = G(dst, "copy_strided", "dst", src.DType);
-        Tensor.CheckStridedBlock("copy_strided", "src", src.Count, rows, cols, srcOffset, srcStride);
-        Tensor.CheckStridedBlock("copy_strided", "dst", dst.Count, rows, cols, dstOffset, dstStride);
+        var s = G(src, "copy_strided", "src");
+        var d = G(dst, "copy_strided", "dst");
+        OpChecks.CopyStrided(src, dst, rows, cols, srcOffset, srcStride, dstOffset, dstStride);
         if (rows == 0 || cols == 0) return;
-        var k = Device.Kernels.Get("core/copy_strided");
-        var (gx, gy) = Ops.Grid(((long)rows * cols + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new CopyStridedPush
         {
             Src = s.Address + (ulong)srcOffset * 4, Dst = d.Address + (ulong)dstOffset * 4,
             Rows = (uint)rows, Cols = (uint)cols, SrcStride = (uint)srcStride, DstStride = (uint)dstStride,
         };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [s.Range], [d.Range]);
+        Ops.Elementwise("core/copy_strided", push, (long)rows * cols, [s.Range], [d.Range]);
     }
 
     public Tensor Transpose12(Tensor x)
     {
-        if (x.Rank != 4) throw new ArgumentException($"transpose12: x must be rank 4 (A, B, C, D), got {x.ShapeString}.");
-        var gx = G(x, "transpose12", "x", x.DType);
+        var gx = G(x, "transpose12", "x");
+        var shape = OpChecks.Transpose12(x);
         int A = x.Shape[0], B = x.Shape[1], C = x.Shape[2], D = x.Shape[3];
-        var y = New(x.DType, A, C, B, D);
+        var y = New(x.DType, shape);
         if (y.Count == 0) return y;
-        var k = Device.Kernels.Get("core/transpose12");
-        var (gX, gY) = Ops.Grid((y.Count + k.LocalSize[0] - 1) / k.LocalSize[0]);
-        Device.Stream.Dispatch(k, new Transpose12Push { X = gx.Address, Y = y.Address, A = (uint)A, B = (uint)B, C = (uint)C, D = (uint)D },
-            gX, gY, 1, [gx.Range], [y.Range]);
+        Ops.Elementwise("core/transpose12", new Transpose12Push { X = gx.Address, Y = y.Address, A = (uint)A, B = (uint)B, C = (uint)C, D = (uint)D },
+            y.Count, [gx.Range], [y.Range]);
         return y;
     }
 
@@ -173,66 +191,49 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     public Tensor Sum(Tensor x)
     {
+        var gx = G(x, "sum", "x");
+        OpChecks.Unary("sum", x);
         var y = New(1);
-        Ops.Sum(G(x, "sum", "x"), y);
+        Ops.Sum(gx, y);
         return y;
     }
 
-    public Tensor RowSum(Tensor x)
-    {
-        var (rows, _) = RowsCols(x, "row_sum");
-        var y = New(x.Rank == 1 ? new[] { 1 } : x.Shape[..^1]);
-        if (rows > 0) Ops.RowSum(G(x, "row_sum", "x"), y);
-        return y;
-    }
+    public Tensor RowSum(Tensor x) => RowReduce("row_sum", x, Ops.RowSum);
+    public Tensor RowMax(Tensor x) => RowReduce("row_max", x, Ops.RowMax);
 
-    public Tensor RowMax(Tensor x)
+    private Tensor RowReduce(string op, Tensor x, Action<GpuTensor, GpuTensor> kernel)
     {
-        var (rows, cols) = RowsCols(x, "row_max");
-        if (cols == 0) throw new ArgumentException($"row_max: the last dimension of {x.ShapeString} is empty.");
-        var y = New(x.Rank == 1 ? new[] { 1 } : x.Shape[..^1]);
-        if (rows > 0) Ops.RowMax(G(x, "row_max", "x"), y);
+        var gx = G(x, op, "x");
+        var y = New(OpChecks.RowReduce(op, x));
+        if (y.Count > 0) kernel(gx, y);   // one value per row, also for rows of no element
         return y;
     }
 
     public Tensor SumBackward(Tensor gy, int[] shape, float scale)
     {
-        if (gy.Count != 1) throw new ArgumentException($"sum_backward: gy must have one element, got {gy.ShapeString}.");
+        var g = G(gy, "sum_backward", "gy");
+        OpChecks.SumBackward(gy, shape);
         var y = New(shape);
-        Ops.BroadcastRows(G(gy, "sum_backward", "gy"), y, scale);
+        Ops.BroadcastRows(g, y, scale);
         return y;
     }
 
     public Tensor RowSumBackward(Tensor gy, int[] shape, float scale)
     {
-        long rows = shape.Length <= 1 ? 1 : shape[..^1].Aggregate(1L, (a, d) => a * d);
-        if (gy.Count != rows) throw new ArgumentException($"row_sum_backward: gy {gy.ShapeString} must have one value per row of {Tensor.Format(shape)}.");
+        var g = G(gy, "row_sum_backward", "gy");
+        OpChecks.RowSumBackward(gy, shape);
         var y = New(shape);
-        Ops.BroadcastRows(G(gy, "row_sum_backward", "gy"), y, scale);
+        Ops.BroadcastRows(g, y, scale);
         return y;
     }
 
     // ---------------------------------------------------------------- matmul
 
-    /// <summary>Shapes of op(A)·op(B): (batch, M, N, K, broadcastB). Rank-3 A with rank-2 B broadcasts B over the batch.</summary>
-    internal static (int Batch, int M, int N, int K, bool BroadcastB) MatmulShape(Tensor a, Tensor b, bool transA, bool transB)
-    {
-        string Err() => $"matmul: A {a.ShapeString}{(transA ? "ᵀ" : "")} · B {b.ShapeString}{(transB ? "ᵀ" : "")}";
-        if (a.Rank is < 2 or > 3 || b.Rank is < 2 or > 3 || (a.Rank == 2 && b.Rank == 3))
-            throw new ArgumentException($"{Err()}: A and B must be rank 2 or 3 (rank-3 A may take a rank-2 B, broadcast over the batch).");
-        int batch = a.Rank == 3 ? a.Shape[0] : 1;
-        if (b.Rank == 3 && b.Shape[0] != batch) throw new ArgumentException($"{Err()}: batch sizes differ.");
-        int ra = a.Shape[^2], ca = a.Shape[^1], rb = b.Shape[^2], cb = b.Shape[^1];
-        int M = transA ? ca : ra, K = transA ? ra : ca, kB = transB ? cb : rb, N = transB ? rb : cb;
-        if (K != kB) throw new ArgumentException($"{Err()}: inner dimensions {K} and {kB} differ.");
-        return (batch, M, N, K, a.Rank == 3 && b.Rank == 2);
-    }
-
     public Tensor Matmul(Tensor a, Tensor b, bool transA = false, bool transB = false)
     {
-        var (batch, M, N, K, bcast) = MatmulShape(a, b, transA, transB);
-        var c = New(a.Rank == 3 ? new[] { batch, M, N } : new[] { M, N });
         var ga = G(a, "matmul", "A"); var gb = G(b, "matmul", "B");
+        var (batch, M, N, K, bcast) = OpChecks.Matmul("matmul", a, b, transA, transB);
+        var c = New(a.Rank == 3 ? new[] { batch, M, N } : new[] { M, N });
         if (K == 0) { Ops.Fill(c, 0); return c; }
         Ops.Matmul(ga.Address, gb.Address, c.Address, ga.Range, gb.Range, c.Range, batch, M, N, K,
             lda: a.Shape[^1], ldb: b.Shape[^1], ldc: N, strideA: (long)M * K, strideB: bcast ? 0 : (long)K * N, strideC: (long)M * N,
@@ -242,9 +243,9 @@ public sealed partial class VulkanBackend : IBackend, IDeviceCounters
 
     public (Tensor GradA, Tensor GradB) MatmulBackward(Tensor a, Tensor b, Tensor gy, bool transA = false, bool transB = false)
     {
-        var (batch, M, N, _, bcast) = MatmulShape(a, b, transA, transB);
-        var expected = a.Rank == 3 ? new[] { batch, M, N } : new[] { M, N };
-        if (!gy.Shape.SequenceEqual(expected)) throw new ArgumentException($"matmul_backward: gy is {gy.ShapeString}, expected {Tensor.Format(expected)}.");
+        G(a, "matmul_backward", "A"); G(b, "matmul_backward", "B"); G(gy, "matmul_backward", "gy");
+        var (batch, M, N, _, bcast) = OpChecks.Matmul("matmul_backward", a, b, transA, transB);
+        OpChecks.MatmulGy(gy, a.Rank == 3 ? new[] { batch, M, N } : new[] { M, N });
         // C = A'·B' with A' = op(A), B' = op(B):  dA' = dC·B'ᵀ,  dB' = A'ᵀ·dC; stored operands get the transpose back.
         Tensor gA;
         if (!transA) gA = Matmul(gy, b, false, !transB);

@@ -1,15 +1,14 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
-using EditRuntime.Vulkan;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
 // Bias add, GELU, LayerNorm, softmax and the Adam step on Vulkan (shaders/core/*.comp).
 // Row ops (LayerNorm, softmax) give one workgroup to each row; column sums (bias, gamma and beta
 // gradients) use col_sum-style kernels that are deterministic: no atomics, fixed summation order.
 public sealed partial class VulkanBackend
 {
-    // ---- push-constant mirrors (checked against the SPIR-V block size at dispatch)
+    // ---- push-constant mirrors (checked against the SPIR-V block, member by member, at their first dispatch)
     [StructLayout(LayoutKind.Sequential)] private struct BiasAddPush { public ulong X, Bias, Y; public uint N, Cols; }
     [StructLayout(LayoutKind.Sequential)] private struct ColSumPush { public ulong X, Y; public uint Rows, Cols, RowsPerChunk; }
     [StructLayout(LayoutKind.Sequential)] private struct GeluPush { public ulong X, Y; public uint N; }
@@ -44,7 +43,7 @@ public sealed partial class VulkanBackend
     /// </summary>
     public int MaxRowThreads
     {
-        get => _maxRowThreads ?? (Device.Info.Type == VkPhysicalDeviceType.VK_PHYSICAL_DEVICE_TYPE_CPU ? 32 : 256);
+        get => _maxRowThreads ?? (Device.Info.IsCpu ? 32 : 256);
         set
         {
             if (value < 1 || value > 1024 || (value & (value - 1)) != 0)
@@ -63,21 +62,11 @@ public sealed partial class VulkanBackend
 
     // ---------------------------------------------------------------- dispatch helpers
 
-    /// <summary>One invocation per element, over the x/y grid.</summary>
-    private void DispatchElementwise<T>(string shader, in T push, long n, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
-    {
-        if (n == 0) return;
-        var k = Device.Kernels.Get(shader);
-        var (wx, wy) = Ops.Grid((n + k.LocalSize[0] - 1) / k.LocalSize[0]);
-        Device.Stream.Dispatch(k, push, wx, wy, 1, reads, writes);
-    }
-
     /// <summary>One workgroup of <see cref="RowThreadsFor"/> invocations per row, over the x/y grid (the shaders skip the grid's spare groups).</summary>
     private void DispatchRows<T>(string shader, in T push, int rows, int cols, ReadOnlySpan<BufferRange> reads, ReadOnlySpan<BufferRange> writes) where T : unmanaged
     {
         if (rows == 0) return;
-        var (wx, wy) = Ops.Grid(rows);
-        Device.Stream.Dispatch(Device.Kernels.Get(shader, RowThreadsFor(cols)), push, wx, wy, 1, reads, writes);
+        Ops.Groups(Device.Kernels.Get(shader, RowThreadsFor(cols)), push, rows, reads, writes);
     }
 
     /// <summary>
@@ -120,28 +109,15 @@ public sealed partial class VulkanBackend
             wx, wy, (uint)chunks, [x.Range], [y.Range]);
     }
 
-    /// <summary>An ArgumentException unless <paramref name="v"/> has shape [cols].</summary>
-    private static void Vector(string op, string arg, Tensor v, int cols, Tensor x)
-    {
-        if (v.Rank != 1 || v.Shape[0] != cols)
-            throw new ArgumentException($"{op}: {arg} must have shape [{cols}] (the last dimension of x {x.ShapeString}), got {v.ShapeString}.");
-    }
-
-    private static void CheckEps(string op, float eps)
-    {
-        if (!float.IsFinite(eps) || eps < 0) throw new ArgumentException($"{op}: eps must be finite and ≥ 0, got {eps}.");
-    }
-
     // ---------------------------------------------------------------- bias add
 
     public Tensor BiasAdd(Tensor x, Tensor bias)
     {
         const string op = "bias_add";
         var xt = G(x, op, "x"); var bt = G(bias, op, "bias");
-        var (_, cols) = RowsCols(x, op);
-        Vector(op, "bias", bias, cols, x);
+        var (_, cols) = OpChecks.BiasAdd(op, x, bias);
         var y = New(x.Shape);
-        DispatchElementwise("core/bias_add", new BiasAddPush { X = xt.Address, Bias = bt.Address, Y = y.Address, N = (uint)x.Count, Cols = (uint)cols },
+        Ops.Elementwise("core/bias_add", new BiasAddPush { X = xt.Address, Bias = bt.Address, Y = y.Address, N = (uint)x.Count, Cols = (uint)cols },
             x.Count, [xt.Range, bt.Range], [y.Range]);
         return y;
     }
@@ -151,9 +127,7 @@ public sealed partial class VulkanBackend
         const string op = "bias_add_backward";
         G(x, op, "x"); G(bias, op, "bias");
         var gyt = G(gy, op, "gy");
-        var (rows, cols) = RowsCols(x, op);
-        Vector(op, "bias", bias, cols, x);
-        SameShape(op, x, gy, "x", "gy");
+        var (rows, cols) = OpChecks.BiasAddBackward(x, bias, gy);
         var gradX = New(x.Shape);
         if (x.Count > 0) Ops.Copy(gyt, gradX);
         var gradBias = New(cols);
@@ -167,8 +141,9 @@ public sealed partial class VulkanBackend
     public Tensor Gelu(Tensor x)
     {
         var xt = G(x, "gelu", "x");
+        OpChecks.Unary("gelu", x);
         var y = New(x.Shape);
-        DispatchElementwise("core/gelu_forward", new GeluPush { X = xt.Address, Y = y.Address, N = (uint)x.Count }, x.Count, [xt.Range], [y.Range]);
+        Ops.Elementwise("core/gelu_forward", new GeluPush { X = xt.Address, Y = y.Address, N = (uint)x.Count }, x.Count, [xt.Range], [y.Range]);
         return y;
     }
 
@@ -176,9 +151,9 @@ public sealed partial class VulkanBackend
     {
         const string op = "gelu_backward";
         var xt = G(x, op, "x"); var gyt = G(gy, op, "gy");
-        SameShape(op, x, gy, "x", "gy");
+        OpChecks.GeluBackward(x, gy);
         var grad = New(x.Shape);
-        DispatchElementwise("core/gelu_backward", new GeluBackwardPush { X = xt.Address, Gy = gyt.Address, Gx = grad.Address, N = (uint)x.Count },
+        Ops.Elementwise("core/gelu_backward", new GeluBackwardPush { X = xt.Address, Gy = gyt.Address, Gx = grad.Address, N = (uint)x.Count },
             x.Count, [xt.Range, gyt.Range], [grad.Range]);
         return grad;
     }
@@ -189,10 +164,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "layernorm";
         var xt = G(x, op, "x"); var gt = G(gamma, op, "gamma"); var bt = G(beta, op, "beta");
-        var (rows, cols) = RowsCols(x, op);
-        Vector(op, "gamma", gamma, cols, x);
-        Vector(op, "beta", beta, cols, x);
-        CheckEps(op, eps);
+        var (rows, cols) = OpChecks.LayerNorm(op, x, gamma, beta, eps);
         var y = New(x.Shape);
         if (cols > 0)
             DispatchRows("core/layernorm_forward",
@@ -205,11 +177,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "layernorm_backward";
         var xt = G(x, op, "x"); var gt = G(gamma, op, "gamma"); G(beta, op, "beta"); var gyt = G(gy, op, "gy");
-        var (rows, cols) = RowsCols(x, op);
-        Vector(op, "gamma", gamma, cols, x);
-        Vector(op, "beta", beta, cols, x);
-        SameShape(op, x, gy, "x", "gy");
-        CheckEps(op, eps);
+        var (rows, cols) = OpChecks.LayerNormBackward(x, gamma, beta, gy, eps);
         var gradX = New(x.Shape);
         var gradGamma = New(cols);
         var gradBeta = New(cols);
@@ -245,7 +213,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "softmax";
         var xt = G(x, op, "x");
-        var (rows, cols) = RowsCols(x, op);
+        var (rows, cols) = OpChecks.Softmax(op, x);
         var y = New(x.Shape);
         if (cols > 0)
             DispatchRows("core/softmax_forward", new SoftmaxPush { X = xt.Address, Y = y.Address, Rows = (uint)rows, Cols = (uint)cols },
@@ -257,8 +225,7 @@ public sealed partial class VulkanBackend
     {
         const string op = "softmax_backward";
         var xt = G(x, op, "x"); var gyt = G(gy, op, "gy");
-        var (rows, cols) = RowsCols(x, op);
-        SameShape(op, x, gy, "x", "gy");
+        var (rows, cols) = OpChecks.SoftmaxBackward(x, gy);
         var grad = New(x.Shape);
         if (cols > 0)
             DispatchRows("core/softmax_backward", new SoftmaxBackwardPush { X = xt.Address, Gy = gyt.Address, Gx = grad.Address, Rows = (uint)rows, Cols = (uint)cols },
@@ -272,16 +239,8 @@ public sealed partial class VulkanBackend
     {
         const string op = "adam_step";
         var pt = G(param, op, "param"); var gt = G(grad, op, "grad"); var mt = G(m, op, "m"); var vt = G(v, op, "v");
-        SameShape(op, param, grad, "param", "grad");
-        SameShape(op, param, m, "param", "m");
-        SameShape(op, param, v, "param", "v");
-        if (step < 1) throw new ArgumentException($"{op}: step is 1-based, got {step}.");
+        OpChecks.AdamStep(param, grad, m, v, config, step);
         var c = config;
-        if (!(c.LearningRate >= 0) || !float.IsFinite(c.LearningRate)) throw new ArgumentException($"{op}: learning rate must be finite and ≥ 0, got {c.LearningRate}.");
-        if (!(c.Beta1 >= 0 && c.Beta1 < 1)) throw new ArgumentException($"{op}: beta1 must be in [0, 1), got {c.Beta1}.");
-        if (!(c.Beta2 >= 0 && c.Beta2 < 1)) throw new ArgumentException($"{op}: beta2 must be in [0, 1), got {c.Beta2}.");
-        if (!(c.Epsilon >= 0) || !float.IsFinite(c.Epsilon)) throw new ArgumentException($"{op}: epsilon must be finite and ≥ 0, got {c.Epsilon}.");
-        if (!(c.WeightDecay >= 0) || !float.IsFinite(c.WeightDecay)) throw new ArgumentException($"{op}: weight decay must be finite and ≥ 0, got {c.WeightDecay}.");
         if (param.Count == 0) return;
 
         // As PyTorch: bias corrections, step size and the decoupled decay factor in double.
@@ -296,6 +255,6 @@ public sealed partial class VulkanBackend
             StepSize = (float)(lr / bc1),
             Bc2Sqrt = (float)Math.Sqrt(bc2),
         };
-        DispatchElementwise("core/adam_step", push, param.Count, [pt.Range, gt.Range, mt.Range, vt.Range], [pt.Range, mt.Range, vt.Range]);
+        Ops.Elementwise("core/adam_step", push, param.Count, [pt.Range, gt.Range, mt.Range, vt.Range], [pt.Range, mt.Range, vt.Range]);
     }
 }

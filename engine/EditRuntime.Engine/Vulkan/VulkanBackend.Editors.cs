@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
-using EditRuntime.Compute;
+using EditRuntime.Backends;
 
-namespace EditRuntime.Backends;
+namespace EditRuntime.Vulkan;
 
-// Editor ops on Vulkan: MELO's per-sample LoRA blocks and its vector-database lookup.
+// ILoraOps on Vulkan: MELO's per-sample LoRA blocks and its vector-database lookup.
 //
 // LoRA forward is two kernels: h = x·A[id] (core/lora_down, rank k per row) and y = scale·h·B[id]
 // (core/lora_up). The backward recomputes h, then gh = scale·gy·B[id]ᵀ (lora_down, transposed
@@ -21,10 +21,11 @@ public sealed partial class VulkanBackend
     {
         if (work == 0) return;
         var k = Device.Kernels.Get(shader, trans);
-        long groups = shader == "core/lora_down" ? work : (work + k.LocalSize[0] - 1) / k.LocalSize[0];
-        var (gx, gy) = Ops.Grid(groups);
         var push = new LoraRowsPush { U = u.Address, M = m.Address, Ids = ids.Address, H = h.Address, Rows = (uint)rows, T = (uint)T, W = (uint)W, K = (uint)K, Blocks = (uint)blocks, Alpha = alpha };
-        Device.Stream.Dispatch(k, push, gx, gy, 1, [u.Range, m.Range, ids.Range], [h.Range]);
+        ReadOnlySpan<BufferRange> reads = [u.Range, m.Range, ids.Range];
+        // lora_down: one workgroup per output element (it reduces over W); lora_up: one invocation per element.
+        if (shader == "core/lora_down") Ops.Groups(k, push, work, reads, [h.Range]);
+        else Ops.Elementwise(k, push, work, reads, [h.Range]);
     }
 
     /// <summary>h (rows, k) = alpha·u·M[id] (trans 0: M (blocks, W, k); 1: M (blocks, k, W) read transposed).</summary>
@@ -48,8 +49,8 @@ public sealed partial class VulkanBackend
     public Tensor LoraForward(Tensor x, Tensor a, Tensor b, Tensor blockIds, float scale)
     {
         const string op = "lora_forward";
-        var (S, T, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds", DType.I32);
+        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds");
+        var (S, T, inW, K, outW, blocks) = OpChecks.LoraForward(x, a, b, blockIds);
         int rows = S * T;
         using var h = LoraDown(gx, ga, gi, rows, T, inW, K, blocks, 0, 1f);
         return LoraUp(h, gb, gi, [S, T, outW], rows, T, outW, K, blocks, 0, scale);
@@ -58,10 +59,8 @@ public sealed partial class VulkanBackend
     public (Tensor GradX, Tensor GradA, Tensor GradB) LoraBackward(Tensor x, Tensor a, Tensor b, Tensor blockIds, Tensor gy, float scale, int block)
     {
         const string op = "lora_backward";
-        var (S, T, inW, K, outW, blocks) = EditorOpShapes.Lora(op, x, a, b, blockIds);
-        if (!gy.Shape.SequenceEqual(new[] { S, T, outW })) throw new ArgumentException($"{op}: gy is {gy.ShapeString}, expected [{S}, {T}, {outW}].");
-        if (block < -1 || block >= blocks) throw new ArgumentException($"{op}: block {block} is outside [-1, {blocks}).");
-        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds", DType.I32), ggy = G(gy, op, "gy");
+        GpuTensor gx = G(x, op, "x"), ga = G(a, op, "a"), gb = G(b, op, "b"), gi = G(blockIds, op, "blockIds"), ggy = G(gy, op, "gy");
+        var (S, T, inW, K, outW, blocks) = OpChecks.LoraBackward(x, a, b, blockIds, gy, block);
         int rows = S * T;
         using var h = LoraDown(gx, ga, gi, rows, T, inW, K, blocks, 0, 1f);        // x·A
         using var gh = LoraDown(ggy, gb, gi, rows, T, outW, K, blocks, 1, scale);  // scale·gy·Bᵀ
@@ -78,28 +77,25 @@ public sealed partial class VulkanBackend
     {
         long n = (long)P * Q;
         if (n == 0) return;
-        var k = Device.Kernels.Get("core/lora_grad");
-        var (wx, wy) = Ops.Grid((n + k.LocalSize[0] - 1) / k.LocalSize[0]);
         var push = new LoraGradPush { U = u.Address, V = v.Address, Ids = ids.Address, O = o.Address, Rows = (uint)(T == 0 ? 0 : rows), T = (uint)Math.Max(T, 1), P = (uint)P, Q = (uint)Q, Block = block, Alpha = alpha };
-        Device.Stream.Dispatch(k, push, wx, wy, 1, [u.Range, v.Range, ids.Range], [o.Range]);
+        Ops.Elementwise("core/lora_grad", push, n, [u.Range, v.Range, ids.Range], [o.Range]);
     }
 
     public (Tensor Blocks, Tensor Distances) ClusterLookup(Tensor queries, Tensor centres, Tensor radii, Tensor points, Tensor pointInfo)
     {
         const string op = "cluster_lookup";
-        var (Q, N, P, D) = EditorOpShapes.ClusterLookup(op, queries, centres, radii, points, pointInfo);
         GpuTensor gq = G(queries, op, "queries"), gc = G(centres, op, "centres"), gr = G(radii, op, "radii"),
-            gp = G(points, op, "points"), gi = G(pointInfo, op, "pointInfo", DType.I32);
+            gp = G(points, op, "points"), gi = G(pointInfo, op, "pointInfo");
+        var (Q, N, P, D) = OpChecks.ClusterLookup(queries, centres, radii, points, pointInfo);
         var blocks = New(DType.I32, Q);
         var dist = New(Q);
         if (Q == 0) return (blocks, dist);
-        var (wx, wy) = Ops.Grid(Q);
         var push = new ClusterLookupPush
         {
             Q = gq.Address, C = gc.Address, Radii = gr.Address, Pts = gp.Address, Info = gi.Address, Blocks = blocks.Address, Dist = dist.Address,
             B = (uint)Q, N = (uint)N, P = (uint)P, D = (uint)D,
         };
-        Device.Stream.Dispatch(Device.Kernels.Get("core/cluster_lookup"), push, wx, wy, 1,
+        Ops.Groups(Device.Kernels.Get("core/cluster_lookup"), push, Q,   // one workgroup per query
             [gq.Range, gc.Range, gr.Range, gp.Range, gi.Range], [blocks.Range, dist.Range]);
         return (blocks, dist);
     }

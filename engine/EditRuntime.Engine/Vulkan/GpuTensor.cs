@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
 using EditRuntime.Backends;
-using EditRuntime.Vulkan;
 
-namespace EditRuntime.Compute;
+namespace EditRuntime.Vulkan;
 
 /// <summary>A tensor in Vulkan device memory: a row-major shape over one <see cref="GpuBuffer"/> (4 bytes per element).</summary>
 public sealed class GpuTensor : Tensor
