@@ -188,3 +188,106 @@ public sealed class LuaLimitTests
         TestContext.Out.WriteLine($"{e.Length} pattern cases agree with stock Lua");
     }
 }
+
+/// <summary>Files reached through a folder (a model, an editor state) are checked one by one, and their contents
+/// never reach an error message; editors are not re-entered from callbacks; tensor memory is counted before ops run.</summary>
+public sealed class LuaFolderAndStateTests
+{
+    private static string LinkedModel(string dir, string? replaced, string? target)
+    {
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(BuiltinModels.TinyPath!))
+        {
+            var name = Path.GetFileName(f);
+            File.CreateSymbolicLink(Path.Combine(dir, name), name == replaced ? target! : f);
+        }
+        return dir;
+    }
+
+    [Test]
+    public void A_model_folder_with_a_file_linked_from_outside_the_roots_is_refused_without_its_contents()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-linked-" + Guid.NewGuid().ToString("N"));
+        var outside = Path.Combine("/dev/shm", "editrt-outside-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using var h = LuaTesting.Host();
+            LinkedModel(Path.Combine(dir, "ok"), null, null);
+            Assert.That(h.Eval($"local m = rt.model.load('{dir}/ok') return m:info().layers > 0"), Is.EqualTo("true"), "links inside the roots load");
+            LinkedModel(Path.Combine(dir, "passwd"), "merges.txt", "/etc/passwd");
+            var e = h.Fails($"rt.model.load('{dir}/passwd')");
+            Assert.That(e.Message, Does.StartWith("test.lua:1: rt.model.load: may not read").And.Contain("/etc/passwd").And.Not.Contain("root:"));
+            if (Directory.Exists("/dev/shm"))
+            {
+                Directory.CreateDirectory(outside);
+                File.Copy(Path.Combine(BuiltinModels.TinyPath!, "vocab.json"), Path.Combine(outside, "vocab.json"));
+                LinkedModel(Path.Combine(dir, "vocab"), "vocab.json", Path.Combine(outside, "vocab.json"));
+                e = h.Fails($"rt.model.load('{dir}/vocab')");
+                Assert.That(e.Message, Does.Contain("may not read").And.Contain(outside), "a valid vocab.json from outside does not load");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            if (Directory.Exists(outside)) Directory.Delete(outside, true);
+        }
+    }
+
+    [Test]
+    public void Tokenizer_file_errors_name_file_and_line_but_never_quote_the_text()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-badmerges-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Directory.CreateDirectory(dir);
+            foreach (var f in Directory.GetFiles(BuiltinModels.TinyPath!)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\nsecret-word-one secret-word-two secret-word-three\n");
+            using var h = LuaTesting.Host();
+            var e = h.Fails($"rt.model.load('{dir}')");
+            Assert.That(e.Message, Does.Contain("merges.txt line 2").And.Not.Contain("secret"));
+            File.WriteAllText(Path.Combine(dir, "vocab.json"), "{\"secret-token\": -4}");
+            e = h.Fails($"rt.model.load('{dir}')");
+            Assert.That(e.Message, Does.Contain("vocab.json line 1").And.Not.Contain("secret"));
+            File.WriteAllText(Path.Combine(dir, "vocab.json"), "secret:x:0:0");
+            e = h.Fails($"rt.model.load('{dir}')");
+            Assert.That(e.Message, Does.Contain("vocab.json line 1").And.Not.Contain("'s'").And.Not.Contain("secret"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void An_editor_cannot_be_re_entered_from_its_own_progress_callback()
+    {
+        using var h = LuaTesting.Host(maxInstructions: 0);
+        var e = h.Fails("""
+            local model = rt.model.load(rt.model.builtin())
+            local ed = rt.editor.new("FT-L", {model = model})
+            local reqs = rt.data.synthetic{limit = 2}
+            rt.eval.run(ed, reqs, {progress = function(msg)
+              rt.eval.run(ed, reqs)
+            end})
+            """);
+        Assert.That(e.Message, Does.StartWith("test.lua:5: rt.eval.run: this editor is in use by rt.eval.run"));
+        // Used again after the outer call ended, it is free.
+        Assert.That(h.Eval("""
+            local model = rt.model.load(rt.model.builtin())
+            local ed = rt.editor.new("FT-L", {model = model})
+            local reqs = rt.data.synthetic{limit = 1}
+            rt.eval.run(ed, reqs)
+            return rt.eval.run(ed, reqs).edits
+            """), Is.EqualTo("1"));
+    }
+
+    [Test]
+    public void Tensor_memory_is_checked_before_an_op_and_a_failed_tensor_is_not_counted()
+    {
+        using var h = LuaTesting.Host(tensorLimit: 1L << 20);
+        // (8, 256, 4) x (8, 4, 256) → 8 × 256 × 256 floats = 2 MiB: refused before the product is computed.
+        var e = h.Fails("local a = rt.tensor.zeros({8, 256, 4})\nlocal b = rt.tensor.zeros({8, 4, 256})\nlocal c = a:matmul(b)");
+        Assert.That(e.Message, Does.StartWith("test.lua:3: Tensor:matmul: tensor memory limit of 1 MiB exceeded"));
+        Assert.That(h.Eval("collectgarbage() collectgarbage() return rt.info().tensor_bytes"), Is.EqualTo("0"));
+        // An op that fails (mismatched shapes) held its result's bytes only while it ran.
+        Assert.That(h.Eval("local a = rt.tensor.zeros({4, 3}) local b = rt.tensor.zeros({5, 2}) local ok = pcall(a.matmul, a, b) " +
+                           "local n = rt.info().tensor_bytes a:free() b:free() return ok, n"), Is.EqualTo("false\t88")); // 12 + 10 floats
+    }
+}
