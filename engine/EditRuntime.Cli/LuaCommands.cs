@@ -7,13 +7,14 @@ namespace EditRuntime.Cli;
 /// <summary>`editrt run SCRIPT`, `editrt lua` (interactive) and `editrt bench lua`.</summary>
 internal static class LuaCommands
 {
-    public sealed record Limits(long MaxInstructions, long MemoryLimitMib, long TensorMemoryLimitMib, string[] AllowRead, string[] AllowWrite, string Backend);
+    public sealed record Limits(long MaxInstructions, double MaxSeconds, long MemoryLimitMib, long TensorMemoryLimitMib, string[] AllowRead, string[] AllowWrite, string Backend);
 
     public static LuaHostOptions HostOptions(DeviceOptions device, Limits l)
     {
         if (l.MemoryLimitMib < 1) throw new ArgumentException("--memory-limit: at least 1 (MiB).");
         if (l.TensorMemoryLimitMib < 1) throw new ArgumentException("--tensor-memory-limit: at least 1 (MiB).");
         if (l.MaxInstructions < 0) throw new ArgumentException("--max-instructions: 0 (no limit) or a positive count.");
+        if (!(l.MaxSeconds >= 0) || double.IsInfinity(l.MaxSeconds)) throw new ArgumentException("--max-seconds: 0 (no limit) or a positive number of seconds.");
         try { BackendFactory.Check(l.Backend); }
         catch (ArgumentException e) { throw new ArgumentException($"--backend: {e.Message}."); }
         foreach (var d in l.AllowRead.Concat(l.AllowWrite))
@@ -21,6 +22,7 @@ internal static class LuaCommands
         return new LuaHostOptions
         {
             MaxInstructions = l.MaxInstructions,
+            MaxSeconds = l.MaxSeconds,
             MemoryLimitBytes = l.MemoryLimitMib << 20,
             TensorMemoryLimitBytes = l.TensorMemoryLimitMib << 20,
             ReadRoots = l.AllowRead,
@@ -30,11 +32,32 @@ internal static class LuaCommands
         };
     }
 
+    /// <summary>How long past --max-seconds a run may stay inside one call that cannot be interrupted (a long rt.*
+    /// call, or native code) before the process itself is stopped.</summary>
+    public const double WatchdogGraceSeconds = 5;
+
+    /// <summary>The last line of defence for --max-seconds: the host stops a script at its next instruction, library
+    /// step or rt.* return; a call that never returns (a backend kernel, a loop in a library) is ended here by
+    /// ending the process, with the limit's message and exit code 1.</summary>
+    private static Timer? Watchdog(LuaHostOptions options, string what)
+    {
+        if (options.MaxSeconds <= 0) return null;
+        return new Timer(_ =>
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine($"{what}: time limit of {options.MaxSeconds:0.###} s exceeded by more than {WatchdogGraceSeconds:0} s inside a call " +
+                                    "that cannot be interrupted; the process was stopped (raise it with --max-seconds)");
+            Console.Error.Flush();
+            Environment.Exit(1);
+        }, null, TimeSpan.FromSeconds(options.MaxSeconds + WatchdogGraceSeconds), Timeout.InfiniteTimeSpan);
+    }
+
     public static int Run(LuaHostOptions options, string script, string[] args)
     {
         using var host = new LuaHost(options);
         try
         {
+            using var watchdog = Watchdog(options, script);
             host.RunFile(script, args);
             return 0;
         }
@@ -67,6 +90,7 @@ internal static class LuaCommands
             try
             {
                 (string Text, int Count) r;
+                using var watchdog = Watchdog(options, "stdin");
                 try { r = host.Execute("return " + code, "=stdin"); }
                 catch (LuaScriptException e) when (e.Kind == LuaErrorKind.Syntax)
                 {

@@ -197,23 +197,24 @@ root.Subcommands.Add(train);
 
 // ---- Lua
 var maxInstrOption = new Option<long>("--max-instructions") { Description = $"Lua VM instructions the script may run (0 = no limit).", DefaultValueFactory = _ => EditRuntime.Lua.LuaHostOptions.DefaultMaxInstructions };
+var maxSecondsOption = new Option<double>("--max-seconds") { Description = "Wall-clock seconds the script (or one REPL input) may run, library and rt.* calls included (0 = no limit).", DefaultValueFactory = _ => 0 };
 var memLimitOption = new Option<long>("--memory-limit") { Description = "MiB the Lua heap may hold (tables, strings, closures).", DefaultValueFactory = _ => EditRuntime.Lua.LuaHostOptions.DefaultMemoryLimitBytes >> 20 };
 var tensorLimitOption = new Option<long>("--tensor-memory-limit") { Description = "MiB of tensors the script may own at once (not the model's weights).", DefaultValueFactory = _ => EditRuntime.Lua.LuaHostOptions.DefaultTensorMemoryLimitBytes >> 20 };
 var allowReadOption = new Option<string[]>("--allow-read") { Description = "A directory the script may read below (repeatable; always allowed: the working directory, the script's directory, the built-in models, the temporary directory).", AllowMultipleArgumentsPerToken = false };
 var allowWriteOption = new Option<string[]>("--allow-write") { Description = "A directory the script may write below (repeatable; always allowed: the working directory and the temporary directory).", AllowMultipleArgumentsPerToken = false };
 var luaBackendOption = new Option<string>("--backend") { Description = "Backend of rt.model.load and rt.tensor until the script calls rt.backend.select: vulkan or torch.", DefaultValueFactory = _ => "vulkan" };
-LuaCommands.Limits LuaLimits(ParseResult r) => new(r.GetValue(maxInstrOption), r.GetValue(memLimitOption), r.GetValue(tensorLimitOption),
+LuaCommands.Limits LuaLimits(ParseResult r) => new(r.GetValue(maxInstrOption), r.GetValue(maxSecondsOption), r.GetValue(memLimitOption), r.GetValue(tensorLimitOption),
     r.GetValue(allowReadOption) ?? [], r.GetValue(allowWriteOption) ?? [], r.GetValue(luaBackendOption)!);
 var scriptArg = new Argument<string>("script") { Description = "The Lua script (scripts/README.md documents the rt.* API)." };
 var scriptArgs = new Argument<string[]>("args") { Description = "Arguments for the script: '...' of its chunk and arg[1..n] (put '--' before ones that start with '-').", Arity = ArgumentArity.ZeroOrMore };
 var run = new Command("run", "Run a Lua script in the sandbox (no io/os/debug; instruction budget and memory limit); errors print as script.lua:LINE: message with a traceback.");
 run.Arguments.Add(scriptArg);
 run.Arguments.Add(scriptArgs);
-foreach (var o in new Option[] { maxInstrOption, memLimitOption, tensorLimitOption, allowReadOption, allowWriteOption, luaBackendOption }) run.Options.Add(o);
+foreach (var o in new Option[] { maxInstrOption, maxSecondsOption, memLimitOption, tensorLimitOption, allowReadOption, allowWriteOption, luaBackendOption }) run.Options.Add(o);
 run.SetAction(r => Cli.Run(() => LuaCommands.Run(LuaCommands.HostOptions(Options(r), LuaLimits(r)), r.GetValue(scriptArg)!, r.GetValue(scriptArgs) ?? [])));
 root.Subcommands.Add(run);
 var lua = new Command("lua", "Interactive Lua (the same sandbox and rt.* API as 'run'): expressions print their values; errors leave the session usable.");
-foreach (var o in new Option[] { maxInstrOption, memLimitOption, tensorLimitOption, allowReadOption, allowWriteOption, luaBackendOption }) lua.Options.Add(o);
+foreach (var o in new Option[] { maxInstrOption, maxSecondsOption, memLimitOption, tensorLimitOption, allowReadOption, allowWriteOption, luaBackendOption }) lua.Options.Add(o);
 lua.SetAction(r => Cli.Run(() => LuaCommands.Repl(LuaCommands.HostOptions(Options(r), LuaLimits(r)))));
 root.Subcommands.Add(lua);
 

@@ -28,15 +28,26 @@ public sealed unsafe partial class LuaHost
         _alloc->Enforce = 0;
         var savedState = _currentState;
         _currentState = L;
+        _runningThread = L;
         int nargs = lua_gettop(L);
+        List<EditorObject>? claimed = null;
         try
         {
             DrainReleases();
             if (lua_checkstack(L, LUA_MINSTACK) == 0) throw new InvalidOperationException("Lua stack overflow");
+            claimed = ClaimEditors(L, nargs, fn);
             lua_pushboolean(L, 1);
             var call = new LuaCall(this, L, fn, nargs);
             call.CheckArgCount();
-            return 1 + fn.Body(call);
+            int n = 1 + fn.Body(call);
+            // A long rt.* call (an evaluation, an edit) cannot be interrupted: past the time limit, the script stops
+            // at its next instruction, with the line of this call.
+            if (_stop is null && PastDeadline)
+            {
+                _stop = StopHere(L, LuaErrorKind.TimeLimit, TimeLimitText);
+                lua_sethook(L, _luaError, LUA_MASKCOUNT, 1);
+            }
+            return n;
         }
         catch (Exception e)
         {
@@ -47,7 +58,36 @@ public sealed unsafe partial class LuaHost
             lua_pushinteger(L, level);
             return 3;
         }
-        finally { _alloc->Enforce = saved; _currentState = savedState; }
+        finally
+        {
+            if (claimed is not null) foreach (var e in claimed) _busyEditors.Remove(e);
+            _alloc->Enforce = saved;
+            _currentState = savedState;
+        }
+    }
+
+    /// <summary>Editors an rt.* call is using, with the call's name: a callback of that call (a progress function, a Lua
+    /// editor's method) that uses the same editor again would change its state under the outer call (a nested
+    /// rt.eval.run reset the outer run's edits), so any such call is refused.</summary>
+    private readonly Dictionary<EditorObject, string> _busyEditors = new();
+
+    private List<EditorObject>? ClaimEditors(IntPtr L, int nargs, HostFunction fn)
+    {
+        List<EditorObject>? claimed = null;
+        for (int i = 1; i <= nargs; i++)
+        {
+            if (lua_type(L, i) != LUA_TUSERDATA) continue;
+            EditorObject? e;
+            try { e = TestObject(L, i, "Editor") as EditorObject; }
+            catch (LuaArgumentException) { continue; } // closed: the call itself reports it
+            if (e is null) continue;
+            if (_busyEditors.TryGetValue(e, out var outer))
+                throw new LuaArgumentException($"{fn.Name}: this editor is in use by {outer}, which called back into the script; " +
+                                               "an editor cannot be used again from inside its own call (finish the outer call first)");
+            _busyEditors[e] = fn.Name;
+            (claimed ??= new()).Add(e);
+        }
+        return claimed;
     }
 
     /// <summary>The thread running the current rt.* call (a coroutine's, or the main one).</summary>

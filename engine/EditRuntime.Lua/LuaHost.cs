@@ -13,7 +13,11 @@ namespace EditRuntime.Lua;
 /// everything and returns <c>(false, message, level)</c>; a small Lua wrapper (Prelude.lua) calls
 /// <c>error()</c>. Host-side API calls that could raise are made only inside <c>lua_pcall</c>.</item>
 /// <item>The allocator never refuses while C# code runs (a refused allocation inside a C# callback
-/// would longjmp over it); limits are enforced while Lua code runs.</item>
+/// would longjmp over it); limits are enforced while Lua code runs: an allocation that would take the heap
+/// past the limit is refused (after Lua's emergency collection), so the heap never holds more.</item>
+/// <item>Work done inside C library functions is invisible to a count hook: the pattern functions are C#
+/// (<see cref="LuaPattern"/>, charged per step), and the prelude guards the others (table.move in chunks,
+/// string.rep and table.insert/remove checked before the call). The clock is checked with the budget.</item>
 /// <item>Limits stop a script from a count hook: the C# hook records where the script was and installs
 /// <c>lua_error</c> itself as the hook, so the error is raised by native code after the C# hook has
 /// returned — wherever the script is, even inside a metamethod or a library call that cannot yield —
@@ -29,7 +33,7 @@ public sealed unsafe partial class LuaHost : IDisposable
     [StructLayout(LayoutKind.Sequential)]
     private struct AllocState
     {
-        public long Used, Peak, Limit, Hard, Refused;
+        public long Used, Peak, Limit, Refused;
         public int Enforce, Pending;
         public IntPtr MainState;
     }
@@ -50,9 +54,9 @@ public sealed unsafe partial class LuaHost : IDisposable
         Options = options ?? new LuaHostOptions();
         if (Options.MaxInstructions < 0) throw new ArgumentException("LuaHostOptions.MaxInstructions: must be 0 (no limit) or positive.");
         if (Options.MemoryLimitBytes < (1 << 20)) throw new ArgumentException("LuaHostOptions.MemoryLimitBytes: at least 1 MiB.");
+        if (!(Options.MaxSeconds >= 0) || double.IsInfinity(Options.MaxSeconds)) throw new ArgumentException("LuaHostOptions.MaxSeconds: must be 0 (no limit) or a positive number of seconds.");
         _alloc = (AllocState*)NativeMemory.AllocZeroed((nuint)sizeof(AllocState));
         _alloc->Limit = Options.MemoryLimitBytes;
-        _alloc->Hard = Options.MemoryLimitBytes * 2;
         _self = GCHandle.Alloc(this);
         _luaError = Export("lua_error");
         _L = lua_newstate(&Allocate, (IntPtr)_alloc);
@@ -91,7 +95,7 @@ public sealed unsafe partial class LuaHost : IDisposable
     {
         CheckAlive();
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such script.");
-        var source = File.ReadAllBytes(path);
+        var source = SkipPrefix(File.ReadAllBytes(path));
         Api.ScriptDirectory = Path.GetDirectoryName(Path.GetFullPath(path));
         args ??= [];
         int top = lua_gettop(_L);
@@ -152,6 +156,19 @@ public sealed unsafe partial class LuaHost : IDisposable
         finally { lua_settop(_L, top); }
     }
 
+    /// <summary>As the standalone interpreter does: a UTF-8 byte order mark and a first line starting with '#'
+    /// ("#!/usr/bin/env lua") are skipped; the line's newline stays, so line numbers do not move.</summary>
+    internal static byte[] SkipPrefix(byte[] source)
+    {
+        int start = source.Length >= 3 && source[0] == 0xEF && source[1] == 0xBB && source[2] == 0xBF ? 3 : 0;
+        if (start < source.Length && source[start] == '#')
+        {
+            int nl = Array.IndexOf(source, (byte)'\n', start);
+            start = nl < 0 ? source.Length : nl;
+        }
+        return start == 0 ? source : source[start..];
+    }
+
     private void LoadChunk(byte[] source, string chunkName)
     {
         _lastChunk = chunkName;
@@ -177,6 +194,8 @@ public sealed unsafe partial class LuaHost : IDisposable
         Insert(_L, funcIndex);
         _instructions = 0;
         _stop = null;
+        _refusedAt = null;
+        StartClock();
         int saved = _alloc->Enforce;
         _alloc->Enforce = 1;
         int status;
@@ -194,15 +213,17 @@ public sealed unsafe partial class LuaHost : IDisposable
         var stop = _stop;
         bool refused = _alloc->Refused > 0;
         long refusedBytes = _alloc->Refused;
+        var refusedAt = _refusedAt;
         ClearStop();
         lua_gc(_L, LUA_GCCOLLECT, 0);
         if (stop is not null) throw new LuaScriptException(stop.Kind, stop.Message, stop.Traceback);
         if (status == LUA_ERRMEM)
         {
             string what = refused
-                ? $"memory limit of {Mib(Options.MemoryLimitBytes)} exceeded: an allocation of {Mib(refusedBytes)} was refused (Lua heap {Mib(_alloc->Used)})"
+                ? $"memory limit of {Mib(Options.MemoryLimitBytes)} exceeded: an allocation of {Mib(refusedBytes)} was refused (Lua heap {Mib(_alloc->Used)}; raise it with --memory-limit, or LuaHostOptions.MemoryLimitBytes)"
                 : "out of memory";
-            throw new LuaScriptException(LuaErrorKind.MemoryLimit, $"{ShortName(_lastChunk)}: {what}", null);
+            // The error left no frame to ask for a line (memory errors skip the message handler): use where the allocation was refused.
+            throw new LuaScriptException(LuaErrorKind.MemoryLimit, (refusedAt ?? ShortName(_lastChunk) + ": ") + what, null);
         }
         var (message, traceback) = SplitTraceback(error ?? "(error object is not a string)");
         throw new LuaScriptException(LuaErrorKind.Runtime, message, traceback);
@@ -215,6 +236,7 @@ public sealed unsafe partial class LuaHost : IDisposable
         _stop = null;
         _alloc->Pending = 0;
         _alloc->Refused = 0;
+        _refusedAt = null;
         ResetHook();
     }
 
@@ -245,7 +267,7 @@ public sealed unsafe partial class LuaHost : IDisposable
             var t = lines[i].Trim();
             bool nextInternal = i + 1 < lines.Length && lines[i + 1].Contains("[rt]:", StringComparison.Ordinal);
             if (t.StartsWith("[rt]:", StringComparison.Ordinal)) continue;
-            if (t == "[C]: in upvalue 'raw'" || t == "[C]: in ?" || t.StartsWith("[C]: in function 'rt.", StringComparison.Ordinal)) continue;
+            if (t == "[C]: in upvalue 'raw'" || t == "[C]: in ?" || t.StartsWith("[C]: in upvalue 'c_", StringComparison.Ordinal) || t.StartsWith("[C]: in function 'rt.", StringComparison.Ordinal)) continue;
             if (t == "[C]: in function 'error'" && nextInternal) continue;
             if (t == "(...tail calls...)" && kept.Count > 0 && kept[^1].Trim() == "(...tail calls...)") continue;
             // The sandbox's wrappers call the originals through upvalues: show the names scripts use.
@@ -277,7 +299,8 @@ public sealed unsafe partial class LuaHost : IDisposable
         using var ms = new MemoryStream();
         s.CopyTo(ms);
         LoadChunk(ms.ToArray(), InternalChunk);
-        lua_createtable(_L, 0, 4);
+        lua_createtable(_L, 0, 10);
+        PushPatternFunctions();
         SetPlain("stopped", &Stopped);
         SetPlain("write", &Write);
         SetPlain("memory_left", &MemoryLeftFn);
@@ -391,23 +414,43 @@ public sealed unsafe partial class LuaHost : IDisposable
             return IntPtr.Zero;
         }
         long grow = (long)nsize - old;
-        if (grow > 0 && s->Enforce != 0)
+        if (grow > 0 && s->Enforce != 0 && s->Used + grow > s->Limit)
         {
-            long after = s->Used + grow;
-            if (after > s->Hard)
-            {
-                // Refused: Lua raises a memory error. The hook (next instruction) turns it into the limit's message.
-                s->Refused = (long)nsize;
-                RequestStop(s);
-                return IntPtr.Zero;
-            }
-            if (after > s->Limit) RequestStop(s);
+            // Refused: Lua collects garbage and retries once, then raises a memory error; the hook (next
+            // instruction) turns it into the limit's message, and every later instruction raises it again.
+            s->Refused = (long)nsize;
+            if (s->Pending == 0) RecordRefusal(s);
+            RequestStop(s);
+            return IntPtr.Zero;
         }
         void* p = NativeMemory.Realloc((void*)ptr, nsize);
         if (p == null) return IntPtr.Zero;
         s->Used += grow;
         if (s->Used > s->Peak) s->Peak = s->Used;
         return (IntPtr)p;
+    }
+
+    /// <summary>"file.lua:LINE: " where the script was when an allocation was refused (or null).</summary>
+    private string? _refusedAt;
+    private IntPtr _runningThread;
+
+    private static void RecordRefusal(AllocState* s)
+    {
+        // lua_getstack/lua_getinfo("Sl") only read the call chain: safe inside an allocation. The running
+        // thread is the one last seen by the hook or an rt.* call (a coroutine's, or the main one).
+        try
+        {
+            var h = FromState(s->MainState);
+            var L = h._runningThread != IntPtr.Zero ? h._runningThread : s->MainState;
+            LuaDebug ar;
+            fixed (byte* what = Utf8Z("Sl"))
+                for (int level = 0; lua_getstack(L, level, &ar) != 0; level++)
+                {
+                    lua_getinfo(L, what, &ar);
+                    if (ar.CurrentLine > 0 && ar.ShortSourceText != "[rt]") { h._refusedAt = $"{ar.ShortSourceText}:{ar.CurrentLine}: "; break; }
+                }
+        }
+        catch { }
     }
 
     private static void RequestStop(AllocState* s)
@@ -431,14 +474,16 @@ public sealed unsafe partial class LuaHost : IDisposable
     {
         int saved = _alloc->Enforce;
         _alloc->Enforce = 0;
+        _runningThread = L;
         try
         {
             if (_stop is null)
             {
                 _instructions += _alloc->Pending != 0 ? 1 : HookInterval;
                 if (Options.MaxInstructions > 0 && _instructions > Options.MaxInstructions)
-                    _stop = StopHere(L, LuaErrorKind.InstructionBudget,
-                        $"instruction budget of {Options.MaxInstructions:N0} exceeded (raise it with --max-instructions, or LuaHostOptions.MaxInstructions)");
+                    _stop = StopHere(L, LuaErrorKind.InstructionBudget, BudgetText);
+                else if (PastDeadline)
+                    _stop = StopHere(L, LuaErrorKind.TimeLimit, TimeLimitText);
                 else if (_alloc->Pending != 0 || _alloc->Used > _alloc->Limit)
                     _stop = StopHere(L, LuaErrorKind.MemoryLimit,
                         $"memory limit of {Mib(Options.MemoryLimitBytes)} exceeded" +

@@ -14,8 +14,13 @@ public sealed record LuaHostOptions
     /// Counted in steps of <see cref="LuaHost.HookInterval"/> by a count hook.</summary>
     public long MaxInstructions { get; init; } = DefaultMaxInstructions;
 
-    /// <summary>Bytes the Lua heap may hold (every table, string and closure of the script). A script that goes
-    /// above stops at its next instruction; one allocation that would take the heap past twice the limit is refused.</summary>
+    /// <summary>Wall-clock seconds one run (a script, or one REPL input) may take, rt.* calls and library functions
+    /// included; 0 = no limit. Checked with the instruction budget (every <see cref="LuaHost.HookInterval"/> instructions,
+    /// every few thousand pattern steps) and when an rt.* call returns.</summary>
+    public double MaxSeconds { get; init; }
+
+    /// <summary>Bytes the Lua heap may hold (every table, string and closure of the script). An allocation that would
+    /// take the heap past the limit is refused (after a full collection) and the script stops with the limit's message.</summary>
     public long MemoryLimitBytes { get; init; } = DefaultMemoryLimitBytes;
 
     /// <summary>Bytes of tensors the script may own at once (rt.tensor results, gradients, activations; not the model's weights).</summary>
@@ -54,4 +59,4 @@ public sealed class LuaScriptException(LuaErrorKind kind, string message, string
     public string Report => Traceback is null ? Message : Message + "\n" + Traceback;
 }
 
-public enum LuaErrorKind { Syntax, Runtime, InstructionBudget, MemoryLimit }
+public enum LuaErrorKind { Syntax, Runtime, InstructionBudget, MemoryLimit, TimeLimit }

@@ -32,6 +32,30 @@ internal sealed class PathPolicy
         throw new LuaArgumentException($"{fn}: may not {verb} \"{path}\" (resolves to {real}): scripts {verb} only under {string.Join(", ", roots)} (add a directory with {flag})");
     }
 
+    /// <summary>Checks a path the script may read and, when it is a folder (a model, an editor state), every file and
+    /// folder in it (symbolic links resolved, 10,000 entries at most): loaders open files by name inside the folder
+    /// (config.json, shards, vocab.json, merges.txt, editrt.json, state files), and any of them could be a link out of
+    /// the allowed roots.</summary>
+    public string CheckReadTree(string path, string fn)
+    {
+        var real = CheckRead(path, fn);
+        if (!Directory.Exists(real)) return real;
+        int seen = 0;
+        var pending = new Stack<string>();
+        pending.Push(real);
+        while (pending.Count > 0)
+        {
+            foreach (var entry in Directory.EnumerateFileSystemEntries(pending.Pop()))
+            {
+                if (++seen > 10_000) throw new LuaArgumentException($"{fn}: \"{path}\" holds more than 10,000 files: not a model or state folder");
+                var resolved = Check(entry, _read, fn, "read", "--allow-read");
+                // A linked folder is checked where it resolves to (inside the roots); its own entries in turn.
+                if (Directory.Exists(resolved) && !new FileInfo(entry).Attributes.HasFlag(FileAttributes.ReparsePoint)) pending.Push(entry);
+            }
+        }
+        return real;
+    }
+
     /// <summary>Absolute path with every symbolic link of its existing part resolved.</summary>
     internal static string Real(string path)
     {

@@ -161,7 +161,7 @@ internal sealed partial class RtApi
             Method("Editor:load", 1, 1, "editor:load(path)", c =>
             {
                 var e = c.Self<EditorObject>();
-                e.Editor.Load(Paths.CheckRead(c.String(1), c.Name));
+                e.Editor.Load(Paths.CheckReadTree(c.String(1), c.Name));
                 return c.Nothing();
             }),
             Method("Editor:info", 0, 0, "editor:info()", c =>

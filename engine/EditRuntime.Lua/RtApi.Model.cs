@@ -34,7 +34,7 @@ internal sealed partial class RtApi
         Fn("rt.model.load", 1, 2, "rt.model.load(path[, {backend=}])", c =>
         {
             var given = c.String(1);
-            var path = Paths.CheckRead(given, c.Name);
+            var path = Paths.CheckReadTree(given, c.Name); // every file the loader opens, not only the folder
             var o = c.Options(2, "backend");
             var be = Backend(Str(o, "backend", c));
             var md = ModelDirectory.Load(path);

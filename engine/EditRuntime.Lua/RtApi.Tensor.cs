@@ -71,8 +71,29 @@ internal sealed partial class RtApi
 
     internal void ReleaseTensorBytes(long bytes) => _tensorBytes = Math.Max(0, _tensorBytes - bytes);
 
-    /// <summary>Wraps an op result as a script-owned tensor (disposing it if it does not fit the limit).</summary>
-    private TensorObject Own(Tensor t, string? label = null) => new(this, t, owned: true, null, label);
+    /// <summary>Runs an op whose result holds <paramref name="elements"/> floats (known from the input shapes) and
+    /// wraps it as a script-owned tensor. The bytes are counted BEFORE the op runs, so an op that would pass the
+    /// limit never allocates, and released again if the op fails (only what exists is counted).</summary>
+    private TensorObject Own(long elements, Func<Tensor> op, string? label = null)
+    {
+        long bytes = elements * 4;
+        ReserveTensorBytes(bytes);
+        Tensor t;
+        try { t = op(); }
+        catch { ReleaseTensorBytes(bytes); throw; }
+        // The op's own result decides what is held (a broadcast or a backend may differ from the estimate).
+        ReleaseTensorBytes(bytes);
+        return new TensorObject(this, t, owned: true, null, label);
+    }
+
+    /// <summary>Elements of op(A)·op(B): (M, N), or (B, M, N) for batched operands (the larger batch of the two).</summary>
+    private static long MatmulElements(Tensor a, Tensor b, bool ta, bool tb)
+    {
+        if (a.Rank < 2 || b.Rank < 2) return Math.Max(a.Count, b.Count);
+        long m = ta ? a.Shape[^1] : a.Shape[^2], n = tb ? b.Shape[^2] : b.Shape[^1];
+        long batchA = a.Count / ((long)a.Shape[^1] * a.Shape[^2]), batchB = b.Count / ((long)b.Shape[^1] * b.Shape[^2]);
+        return Math.Max(batchA, batchB) * m * n;
+    }
 
     private void RegisterTensor()
     {
@@ -81,8 +102,19 @@ internal sealed partial class RtApi
             var shape = Shape(c, 1);
             var be = Backend(Str(c.Options(2, "backend"), "backend", c));
             ReserveTensorBytes(Count(shape) * 4);
-            var t = be.Empty(DType.F32, shape);
-            be.Fill(t, 0f);
+            Tensor? t = null;
+            try
+            {
+                t = be.Empty(DType.F32, shape);
+                be.Fill(t, 0f);
+            }
+            catch
+            {
+                // A tensor that could not be made holds nothing: it must not stay counted against the limit.
+                t?.Dispose();
+                ReleaseTensorBytes(Count(shape) * 4);
+                throw;
+            }
             return c.Return(new TensorObject(this, t, true, null, null, reserved: true));
         });
         Fn("rt.tensor.from_table", 2, 3, "rt.tensor.from_table(values, shape[, {backend=}])", c =>
@@ -92,8 +124,7 @@ internal sealed partial class RtApi
             if (values.Count != Count(shape)) throw c.ArgError(1, $"{values.Count} values for shape {Tensor.Format(shape)} ({Count(shape)} elements)");
             var data = values.Select((v, i) => v switch { long l => (float)l, double d => (float)d, _ => throw c.ArgError(1, $"values[{i + 1}]: number expected, got {LuaValues.Describe(v)}") }).ToArray();
             var be = Backend(Str(c.Options(3, "backend"), "backend", c));
-            ReserveTensorBytes(data.Length * 4L);
-            return c.Return(new TensorObject(this, be.FromArray(data, shape), true, null, null, reserved: true));
+            return c.Return(Own(data.Length, () => be.FromArray(data, shape)));
         });
 
         static TensorObject Self(LuaCall c) => c.Self<TensorObject>();
@@ -117,23 +148,17 @@ internal sealed partial class RtApi
                 if (t.Count != 1) throw new InvalidOperationException($"item() needs a tensor of one element, this one is {t.ShapeString}");
                 return c.Return((double)t.Backend.ToFloatArray(t)[0]);
             }),
-            Method("Tensor:add", 1, 1, "t:add(other)", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Add(t, Other(c, 1)))); }),
-            Method("Tensor:sub", 1, 1, "t:sub(other)", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Sub(t, Other(c, 1)))); }),
-            Method("Tensor:mul", 1, 1, "t:mul(other)", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Mul(t, Other(c, 1)))); }),
-            Method("Tensor:scale", 1, 1, "t:scale(alpha)", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Scale(t, (float)c.Number(1)))); }),
+            Method("Tensor:add", 1, 1, "t:add(other)", c => { var t = Self(c).Value; var o = Other(c, 1); return c.Return(Own(Math.Max(t.Count, o.Count), () => t.Backend.Add(t, o))); }),
+            Method("Tensor:sub", 1, 1, "t:sub(other)", c => { var t = Self(c).Value; var o = Other(c, 1); return c.Return(Own(Math.Max(t.Count, o.Count), () => t.Backend.Sub(t, o))); }),
+            Method("Tensor:mul", 1, 1, "t:mul(other)", c => { var t = Self(c).Value; var o = Other(c, 1); return c.Return(Own(Math.Max(t.Count, o.Count), () => t.Backend.Mul(t, o))); }),
+            Method("Tensor:scale", 1, 1, "t:scale(alpha)", c => { var t = Self(c).Value; float a = (float)c.Number(1); return c.Return(Own(t.Count, () => t.Backend.Scale(t, a))); }),
             Method("Tensor:matmul", 1, 2, "t:matmul(other[, {trans_a=false, trans_b=false}])", c =>
             {
                 var t = Self(c).Value;
                 var b = Other(c, 1);
                 var o = c.Options(2, "trans_a", "trans_b");
                 bool ta = o.GetValueOrDefault("trans_a") is true, tb = o.GetValueOrDefault("trans_b") is true;
-                if (t.Rank == 2 && b.Rank == 2)
-                {
-                    long m = ta ? t.Shape[1] : t.Shape[0], n = tb ? b.Shape[0] : b.Shape[1];
-                    ReserveTensorBytes(m * n * 4);
-                    ReleaseTensorBytes(m * n * 4); // checked only: Own counts the result
-                }
-                return c.Return(Own(t.Backend.Matmul(t, b, ta, tb)));
+                return c.Return(Own(MatmulElements(t, b, ta, tb), () => t.Backend.Matmul(t, b, ta, tb)));
             }),
             Method("Tensor:sum", 0, 0, "t:sum()", c =>
             {
@@ -155,8 +180,8 @@ internal sealed partial class RtApi
                 using var s = t.Backend.Sum(p);
                 return c.Return(Math.Sqrt(t.Backend.ToFloatArray(s)[0]));
             }),
-            Method("Tensor:reshape", 1, 1, "t:reshape(shape)", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Reshape(t, Shape(c, 1)))); }),
-            Method("Tensor:clone", 0, 0, "t:clone()", c => { var t = Self(c).Value; return c.Return(Own(t.Backend.Scale(t, 1f), Self(c).Label)); }),
+            Method("Tensor:reshape", 1, 1, "t:reshape(shape)", c => { var t = Self(c).Value; var shape = Shape(c, 1); return c.Return(Own(Count(shape), () => t.Backend.Reshape(t, shape))); }),
+            Method("Tensor:clone", 0, 0, "t:clone()", c => { var t = Self(c).Value; return c.Return(Own(t.Count, () => t.Backend.Scale(t, 1f), Self(c).Label)); }),
             Method("Tensor:axpy_", 2, 2, "t:axpy_(alpha, x)", c =>
             {
                 var t = Self(c).Value;

@@ -134,7 +134,7 @@ internal sealed partial class RtApi : IDisposable
     {
         Fn("rt.data.load", 1, 2, "rt.data.load(path[, {format=, limit=}])", c =>
         {
-            var path = Paths.CheckRead(c.String(1), c.Name);
+            var path = Paths.CheckReadTree(c.String(1), c.Name);
             var o = c.Options(2, "format", "limit");
             var format = Str(o, "format", c) switch
             {

@@ -68,10 +68,9 @@ internal static class BpeFiles
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out int id) || id < 0)
                 {
-                    string got = reader.TokenType == JsonTokenType.Number
-                        ? Encoding.UTF8.GetString(reader.ValueSpan) : reader.TokenType.ToString();
-                    throw new TokenizerFileException(path, line,
-                        $"the id of token {Quote(token)} must be a non-negative 32-bit integer, not {got}.");
+                    // The file's text is never quoted: a file linked in from elsewhere must not leak into messages.
+                    string got = reader.TokenType == JsonTokenType.Number ? "a fraction or a number out of range" : $"a {reader.TokenType}";
+                    throw new TokenizerFileException(path, line, $"a token's id must be a non-negative 32-bit integer, got {got}.");
                 }
                 entries.Add(new VocabEntry(token, id, line));
             }
@@ -80,10 +79,9 @@ internal static class BpeFiles
         }
         catch (JsonException e)
         {
-            string msg = e.Message;
-            int cut = msg.IndexOf(" LineNumber:", StringComparison.Ordinal);
-            if (cut > 0) msg = msg[..cut];
-            throw new TokenizerFileException(path, (int)(e.LineNumber ?? 0) + 1, $"invalid JSON: {msg}", e);
+            // System.Text.Json's message quotes the offending character: give only where, and what was expected.
+            throw new TokenizerFileException(path, (int)(e.LineNumber ?? 0) + 1,
+                $"invalid JSON at byte {e.BytePositionInLine + 1} of the line; expected a JSON object {{\"token\": id, …}}.", e);
         }
         return entries;
     }
@@ -112,7 +110,7 @@ internal static class BpeFiles
             string[] parts = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
             if (parts.Length != 2)
                 throw new TokenizerFileException(path, i + 1,
-                    $"expected a merge \"left right\" (two tokens separated by a space) but got {Quote(line)}.");
+                    $"expected a merge \"left right\" (two tokens separated by a space), got {(parts.Length == 0 ? "an empty line" : $"{parts.Length} tokens")}.");
             merges.Add(new MergeEntry(parts[0], parts[1], i + 1));
         }
         return merges;
