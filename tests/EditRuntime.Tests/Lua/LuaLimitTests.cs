@@ -196,7 +196,7 @@ public sealed class LuaFolderAndStateTests
     private static string LinkedModel(string dir, string? replaced, string? target)
     {
         Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(BuiltinModels.TinyPath!))
+        foreach (var f in Directory.GetFiles(EditRuntime.Models.BuiltinModels.TinyPath!))
         {
             var name = Path.GetFileName(f);
             File.CreateSymbolicLink(Path.Combine(dir, name), name == replaced ? target! : f);
@@ -220,7 +220,7 @@ public sealed class LuaFolderAndStateTests
             if (Directory.Exists("/dev/shm"))
             {
                 Directory.CreateDirectory(outside);
-                File.Copy(Path.Combine(BuiltinModels.TinyPath!, "vocab.json"), Path.Combine(outside, "vocab.json"));
+                File.Copy(Path.Combine(EditRuntime.Models.BuiltinModels.TinyPath!, "vocab.json"), Path.Combine(outside, "vocab.json"));
                 LinkedModel(Path.Combine(dir, "vocab"), "vocab.json", Path.Combine(outside, "vocab.json"));
                 e = h.Fails($"rt.model.load('{dir}/vocab')");
                 Assert.That(e.Message, Does.Contain("may not read").And.Contain(outside), "a valid vocab.json from outside does not load");
@@ -240,7 +240,7 @@ public sealed class LuaFolderAndStateTests
         try
         {
             Directory.CreateDirectory(dir);
-            foreach (var f in Directory.GetFiles(BuiltinModels.TinyPath!)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            foreach (var f in Directory.GetFiles(EditRuntime.Models.BuiltinModels.TinyPath!)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
             File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\nsecret-word-one secret-word-two secret-word-three\n");
             using var h = LuaTesting.Host();
             var e = h.Fails($"rt.model.load('{dir}')");
