@@ -132,9 +132,11 @@ internal sealed partial class RtApi : IDisposable
 
     private void RegisterData()
     {
-        Fn("rt.data.load", 1, 2, "rt.data.load(path[, {format=, limit=}])", c =>
+        Fn("rt.data.load", 1, 2, "rt.data.load(path | \"builtin:NAME\"[, {format=, limit=}])", c =>
         {
-            var path = Paths.CheckReadTree(c.String(1), c.Name);
+            // builtin:NAME (the built-in world's splits, made on first use) as on the command line; the result is then path-checked like any file.
+            var given = c.String(1);
+            var path = Paths.CheckReadTree(given.StartsWith(BuiltinModels.DataPrefix, StringComparison.Ordinal) ? BuiltinModels.ResolveData(given, c.Name) : given, c.Name);
             var o = c.Options(2, "format", "limit");
             var format = Str(o, "format", c) switch
             {

@@ -56,6 +56,8 @@ public sealed class LuaApiTests
         local cf = rt.data.load(dir .. "/counterfact.json", {format = "counterfact", limit = 2})
         local fl = rt.data.load(dir .. "/flat.json", {format = "flat"})
         assert(#zs == 3 and #cf == 2 and #fl == 1680, "data.load")
+        local bi = rt.data.load("builtin:counterfact_eval", {limit = 2})
+        assert(#bi == 2 and bi[1].prompt == cf[1].prompt and bi[1].source == "counterfact_eval.json", "builtin data")
         assert(zs[1].source == "zsre.json" and #zs[1].locality == 1 and zs[1].target_new ~= nil, "zsre fields")
         local reqs = rt.data.synthetic{limit = 2}
         assert(#reqs == 2 and reqs[1].prompt == cf[1].prompt and reqs[1].target_new == cf[1].target_new, "synthetic = counterfact file")
