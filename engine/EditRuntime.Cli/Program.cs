@@ -2,6 +2,9 @@ using System.CommandLine;
 using EditRuntime.Cli;
 using EditRuntime.Vulkan;
 
+// The kill test's child, started dozens of times: dispatched before the command tree is built (most of start-up). Hidden.
+if (args.Length > 0 && args[0] == SaveLoopCommand.Name) return SaveLoopCommand.Main(args[1..]);
+
 var deviceOption = new Option<string?>("--device")
 {
     Description = $"Vulkan device to use: an index or part of its name (see 'editrt devices'). Default: ${DeviceSelector.EnvironmentVariable}, else the first discrete GPU, then integrated, virtual, CPU.",
@@ -177,14 +180,6 @@ meloSweep.SetAction(r => Cli.Run(() => MeloSweepCommand.Run(Options(r), r.GetVal
     r.GetValue(radiiOption)!, r.GetValue(mBackendOption)!, r.GetValue(sweepOut), r.GetValue(familyOption), r.GetValue(setOption) ?? [])));
 root.Subcommands.Add(meloSweep);
 
-// ---- save-loop (hidden; the kill test's child: see SaveLoopCommand)
-var loopDir = new Option<string>("--dir") { Description = "Where to write state.safetensors, report.json and model/.", Required = true };
-var loopFirst = new Option<int>("--first") { Description = "The first version number.", DefaultValueFactory = _ => 1 };
-var loopCount = new Option<int>("--count") { Description = "Versions to write (0: until killed).", DefaultValueFactory = _ => 0 };
-var saveLoop = new Command("save-loop", "Test only: write an edit state, a report and a model in a loop, versions numbered.") { Hidden = true };
-foreach (var o in new Option[] { loopDir, loopFirst, loopCount }) saveLoop.Options.Add(o);
-saveLoop.SetAction(r => Cli.Run(() => SaveLoopCommand.Run(r.GetValue(loopDir)!, r.GetValue(loopFirst), r.GetValue(loopCount))));
-root.Subcommands.Add(saveLoop);
 
 var configOption = new Option<string>("--config") { Description = "Training recipe (JSON), e.g. models/editrt-tiny/train_config.json.", Required = true };
 var trainOut = new Option<string?>("--out") { Description = "Output model directory (default: the recipe's directory)." };

@@ -8,7 +8,7 @@ using EditRuntime.Models;
 namespace EditRuntime.Cli;
 
 /// <summary>
-/// The hidden <c>editrt save-loop</c> (for the kill test, tests/EditRuntime.Tests/KillTests.cs): writes an edit
+/// The hidden <c>editrt save-loop --dir DIR [--first V] [--count N]</c> (for the kill test, tests/EditRuntime.Tests/KillTests.cs): writes an edit
 /// state, a report and a model, in that order, again and again, each through the code the real commands use
 /// (<see cref="EditStateFile.Save"/>, <see cref="AtomicFile"/>, <see cref="Gpt2Checkpoint.Save"/>), with a version
 /// number in every value so that a reader can tell which write a file came from. It prints
@@ -19,12 +19,33 @@ internal static class SaveLoopCommand
 {
     /// <summary>The editor name its edit states record (no editor plugin is involved in the format).</summary>
     public const string EditorName = "save-loop";
-    public const int StateValues = 1 << 18;   // 1 MiB of float32: a write takes long enough to be killed inside it
-    public const int ReportValues = 20_000;
+    public const int StateValues = 1 << 16;   // 256 KiB of float32 (the fsync, not the size, makes most of a write's time)
+    public const int ReportValues = 5_000;
 
-    /// <summary>The small GPT-2 it saves (≈ 1 MiB); the test builds the same one to compare.</summary>
-    public static Gpt2Config ModelConfig => new() { VocabSize = 256, NPositions = 32, NEmbd = 96, NLayer = 2, NHead = 2, BosTokenId = 0, EosTokenId = 0 };
+    /// <summary>The small GPT-2 it saves (≈ 0.5 MiB); the test builds the same one to compare.</summary>
+    public static Gpt2Config ModelConfig => new() { VocabSize = 256, NPositions = 32, NEmbd = 64, NLayer = 2, NHead = 2, BosTokenId = 0, EosTokenId = 0 };
     public const int ModelSeed = 19;
+
+    public const string Name = "save-loop";
+
+    /// <summary>Parses --dir (required), --first (default 1) and --count (default 0: until killed); test-only, so terse.</summary>
+    public static int Main(string[] args)
+    {
+        string? dir = null;
+        int first = 1, count = 0;
+        for (int i = 0; i + 1 < args.Length; i += 2)
+        {
+            switch (args[i])
+            {
+                case "--dir": dir = args[i + 1]; break;
+                case "--first": first = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+                case "--count": count = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+                default: Console.Error.WriteLine($"editrt {Name}: unknown option {args[i]}"); return 2;
+            }
+        }
+        if (dir is null || args.Length % 2 != 0) { Console.Error.WriteLine($"usage: editrt {Name} --dir DIR [--first V] [--count N]"); return 2; }
+        return Cli.Run(() => Run(dir, first, count));
+    }
 
     /// <param name="count">Versions to write (0: until killed).</param>
     public static int Run(string dir, int first, int count)

@@ -261,7 +261,7 @@ public sealed class FuzzTests
     {
         ["FT-L"] = new() { ["steps"] = "2" },
         ["GRACE"] = new() { ["steps"] = "2" },
-        ["MELO"] = new() { ["num_iter"] = "2" },
+        ["MELO"] = new() { ["num_iter"] = "2", ["num_blocks"] = "64" },
         ["MoMoE"] = new() { ["steps"] = "2" },
     };
 
