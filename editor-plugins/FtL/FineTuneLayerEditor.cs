@@ -103,6 +103,14 @@ public sealed class FineTuneLayerEditor : IEditor
         using var state = EditStateFile.Open(path, Name);
         state.RequireSame("layer", _site, (h, k) => h.String(k));
         var delta = state.Tensor(_weight, _ctx.Model.Parameters[_weight].Shape.ToArray());
+        // Edit clamps every element to ±norm_constraint (of the hyper-parameters the state was made with): a larger one is
+        // damage (a flipped exponent bit makes 1e36, and every prediction NaN), not an edit.
+        float eps;
+        try { eps = state.HyperParameters.Float("norm_constraint", 0, float.MaxValue, minExclusive: true); }
+        catch (HyperParameterException e) { throw state.Invalid($"its recorded hyper-parameters are not usable: {e.Message}"); }
+        for (int i = 0; i < delta.Data.Length; i++)
+            if (Math.Abs(delta.Data[i]) > eps)
+                throw state.Invalid($"tensor \"{_weight}\" element {i} is {delta.Data[i]}, outside ±{eps} (the norm_constraint it was saved with).");
         _delta = delta.Data;
         WriteDelta(_ctx.Model.Parameters[_weight]);
     }

@@ -2,6 +2,9 @@ using System.CommandLine;
 using EditRuntime.Cli;
 using EditRuntime.Vulkan;
 
+// The kill test's child, started dozens of times: dispatched before the command tree is built (most of start-up). Hidden.
+if (args.Length > 0 && args[0] == SaveLoopCommand.Name) return SaveLoopCommand.Main(args[1..]);
+
 var deviceOption = new Option<string?>("--device")
 {
     Description = $"Vulkan device to use: an index or part of its name (see 'editrt devices'). Default: ${DeviceSelector.EnvironmentVariable}, else the first discrete GPU, then integrated, virtual, CPU.",
@@ -183,6 +186,7 @@ foreach (var o in new Option[] { modelOption, dataOption, editsOption, radiiOpti
 meloSweep.SetAction(r => Cli.Run(() => MeloSweepCommand.Run(Options(r), r.GetValue(modelOption)!, r.GetValue(dataOption)!, r.GetValue(editsOption),
     r.GetValue(radiiOption)!, r.GetValue(mBackendOption)!, r.GetValue(sweepOut), r.GetValue(familyOption), r.GetValue(setOption) ?? [])));
 root.Subcommands.Add(meloSweep);
+
 
 var configOption = new Option<string>("--config") { Description = "Training recipe (JSON), e.g. models/editrt-tiny/train_config.json.", Required = true };
 var trainOut = new Option<string?>("--out") { Description = "Output model directory (default: the recipe's directory)." };

@@ -121,7 +121,8 @@ public static partial class EditDataset
         if (record.TryGetProperty("requested_rewrite", out _)) return EditDatasetFormat.CounterFact;
         if (record.TryGetProperty("src", out _) || record.TryGetProperty("alt", out _)) return EditDatasetFormat.ZsreMend;
         if (record.TryGetProperty("prompt", out _) && record.TryGetProperty("target_new", out _)) return EditDatasetFormat.Flat;
-        var fields = record.EnumerateObject().Select(p => p.Name).Take(12).ToList();
+        // A name that is not text (invalid UTF-8, half a surrogate pair) is shown as such: .NET's reader would throw naming no file.
+        var fields = record.EnumerateObject().Take(12).Select(p => { try { return p.Name; } catch (InvalidOperationException) { return "(not valid text)"; } }).ToList();
         throw new EditDatasetException(sourceName, index, null,
             $"cannot tell the format from fields [{string.Join(", ", fields)}]: expected \"requested_rewrite\" (CounterFact), "
             + "\"src\"/\"alt\" (zsRE) or \"prompt\" + \"target_new\" (flat); pass the format explicitly if it is one of these");

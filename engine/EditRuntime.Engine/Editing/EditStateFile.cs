@@ -53,6 +53,10 @@ public static class EditStateFile
         catch (SafeTensorsFormatException e) { throw new InvalidDataException($"{path}: not an edit-state file ({e.Message})."); }
         try
         {
+            // Save writes every byte of the data section as some tensor's; bytes no tensor covers mean a damaged
+            // file (bytes inserted or appended), whose tensors then hold shifted garbage that would load as values.
+            if (file.Warnings.Count > 0)
+                throw new InvalidDataException($"{path}: not a complete edit-state file ({file.Warnings[0]}).");
             if (!file.Metadata.TryGetValue("editor", out var owner))
                 throw new InvalidDataException($"{path}: not an edit-state file (no editor is recorded in its metadata).");
             if (owner != editor)
@@ -110,6 +114,9 @@ public sealed class EditState : IDisposable
         catch (SafeTensorsFormatException e) { throw Invalid($"tensor \"{name}\": {e.Message}"); }
         if (t.Shape.Length != shape.Length || t.Shape.Where((d, i) => shape[i] >= 0 && d != shape[i]).Any())
             throw Invalid($"tensor \"{name}\" is {ShapeText(t.Shape)}, this {Editor} editor needs {ShapeText(shape)}.");
+        // A NaN/∞ in a saved state makes every prediction through it NaN (or, as an id or a radius, a wrong cast): refused here.
+        if (Gpt2Checkpoint.FirstNonFinite(t.Data) is int bad)
+            throw Invalid($"tensor \"{name}\" element {bad} is {t.Data[bad].ToString(CultureInfo.InvariantCulture)}; an edit state holds finite values only.");
         return t;
 
         static string ShapeText(int[] s) => "(" + string.Join(", ", s.Select(d => d < 0 ? "any" : d.ToString(CultureInfo.InvariantCulture))) + ")";

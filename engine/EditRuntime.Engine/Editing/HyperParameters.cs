@@ -100,6 +100,19 @@ public sealed class HyperParameters
                 ?? throw new HyperParameterException($"{source}: hyper-parameters must be one JSON object ({{\"key\": value, ...}}).");
         }
         catch (JsonException e) { throw new HyperParameterException($"{source}: not valid JSON: {e.Message}"); }
+        // A key or string escaping half a surrogate pair ("\ud800"): .NET's reader throws this, naming no file.
+        catch (InvalidOperationException e) { throw new HyperParameterException($"{source}: a key or string is not valid text ({e.Message})"); }
+    }
+
+    /// <summary>Reads a hyper-parameter file as <see cref="ParseFile"/> does, refusing bytes that are not UTF-8 (a lenient
+    /// read would turn them into U+FFFD silently, e.g. inside a site name).</summary>
+    public static JsonObject ReadFile(string path)
+    {
+        string text;
+        try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(File.ReadAllBytes(path)); }
+        catch (DecoderFallbackException) { throw new HyperParameterException($"{path}: not valid UTF-8 text."); }
+        if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
+        return ParseFile(text, path);
     }
 
     private static int LineOf(byte[] bytes, long offset) => 1 + bytes.AsSpan(0, (int)offset).Count((byte)'\n');

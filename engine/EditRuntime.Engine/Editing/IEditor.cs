@@ -165,7 +165,7 @@ public static class EditorRegistry
     {
         var (type, attr) = Find(name);
         var hp = new HyperParameters(attr.Name, Defaults(attr.Name, family), DefaultsName(attr, family));
-        if (hparamsFile is not null) hp.Apply(HyperParameters.ParseFile(File.ReadAllText(hparamsFile), hparamsFile), hparamsFile);
+        if (hparamsFile is not null) hp.Apply(HyperParameters.ReadFile(hparamsFile), hparamsFile);
         foreach (var (k, v) in overrides ?? new Dictionary<string, string>())
             hp.Set(k, HyperParameters.ParseOverride(v), $"{overridesSource} {k}={v}");
         IEditor editor;

@@ -185,6 +185,19 @@ public sealed record Gpt2Config
 
     public static Gpt2Config Parse(ReadOnlySpan<byte> utf8Json, string source = "<config>")
     {
+        // System.Text.Json checks a string's UTF-8 only when it is read, with an InvalidOperationException naming no file.
+        if (!System.Text.Unicode.Utf8.IsValid(utf8Json))
+            throw new Gpt2ConfigException(source, "(file)", "not valid UTF-8 text");
+        try { return ParseDocument(utf8Json, source); }
+        catch (InvalidOperationException e)
+        {
+            // A key or value escaping half a surrogate pair ("\ud800"): not text, whatever the field.
+            throw new Gpt2ConfigException(source, "(file)", $"a key or string is not valid text ({e.Message})", e);
+        }
+    }
+
+    private static Gpt2Config ParseDocument(ReadOnlySpan<byte> utf8Json, string source)
+    {
         JsonDocument doc;
         try
         {
