@@ -29,7 +29,7 @@ internal static class BenchMatmulCommand
         using var dev = VulkanDevice.Open(options);
         var ops = new VulkanOps(dev);
         using var torch = withTorch ? new EditRuntime.Torch.TorchBackend() : null;
-        if (torch is not null) Console.WriteLine($"torch: {torch.DeviceDescription}; OpenBLAS family: {EditRuntime.Torch.TorchBackend.BlasCoreSource}; threads: torch from {torch.ThreadSource}, OpenBLAS from {torch.BlasThreadSource}");
+        if (torch is not null) Console.WriteLine($"torch: {torch.DeviceDescription}; OpenBLAS family: {EditRuntime.Torch.TorchBackend.BlasCoreSource}; {EditRuntime.Torch.TorchBackend.OmpWaitPolicySource}; threads: torch from {torch.ThreadSource}, OpenBLAS from {torch.BlasThreadSource}");
         Console.WriteLine($"device: {dev.Info.Name} ({dev.Info.TypeName}, {dev.Info.DriverName} {dev.Info.DriverInfo})");
         Console.WriteLine($"matmul fp32, C = op(A)·op(B), transA={transA}, transB={transB}, batch={batch}; GPU = timestamps around each dispatch (median), wall = record+submit+wait per run (median)");
         Console.WriteLine($"{"M x N x K",-18} {"path",-6} {"runs",4} {"GPU ms",10} {"wall ms",10} {"GFLOP/s GPU",12} {"GFLOP/s wall",13}{(check ? $" {"rel err",10}" : "")}");

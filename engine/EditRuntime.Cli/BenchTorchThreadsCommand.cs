@@ -73,7 +73,7 @@ internal static class BenchTorchThreadsCommand
             }
             Console.Error.WriteLine($"  round {round + 1}/{rounds}");
         }
-        Console.WriteLine($"torch: {family}; OpenBLAS family: {TorchBackend.BlasCoreSource}; {Environment.ProcessorCount} processors; {rounds} rounds, round-robin over the splits, median of the rounds' medians");
+        Console.WriteLine($"torch: {family}; OpenBLAS family: {TorchBackend.BlasCoreSource}; {TorchBackend.OmpWaitPolicySource}; {Environment.ProcessorCount} processors; {rounds} rounds, round-robin over the splits, median of the rounds' medians");
         Console.WriteLine($"{"work",-36} " + string.Join(" ", splits.Select(s => $"{$"torch {s.Torch} / BLAS {s.Blas}",30}")));
         foreach (var r in rows)
         {

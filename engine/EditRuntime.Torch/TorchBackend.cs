@@ -95,17 +95,23 @@ public sealed unsafe partial class TorchBackend : IBackend, ILoraOps, IMoEOps
     public string Name => "torch";
 
     /// <summary>
-    /// OpenBLAS's thread count: <c>EDITRT_BLAS_THREADS</c> if set (an integer in [1, <see cref="MaxThreads"/>]), else the default, <paramref name="torchThreads"/>.
+    /// OpenBLAS's thread count: <c>EDITRT_BLAS_THREADS</c> if set (an integer in [1, <see cref="MaxThreads"/>]), else 1:
+    /// libtorch's own threads already split the work, and OpenBLAS's pool beside them oversubscribes the cores
+    /// (`editrt bench torch-threads`, README "Torch threads": an editing-sized step 2.3x slower with 2 OpenBLAS threads).
     /// </summary>
     public static (int Threads, string Source) ResolveBlasThreads(string? editrtBlasThreads, int torchThreads)
     {
         if (!string.IsNullOrWhiteSpace(editrtBlasThreads))
             return (ThreadCount(editrtBlasThreads, BlasThreadsVariable, Environment.ProcessorCount), BlasThreadsVariable);
-        return (torchThreads, "default");
+        _ = torchThreads;
+        return (1, "default");
     }
 
     /// <summary>How the OpenBLAS kernel family was decided (the environment, OpenBLAS's own detection, or our override of its Prescott fallback).</summary>
     public static string? BlasCoreSource => NativeLoader.OpenBlasCoreSource;
+
+    /// <summary>How libgomp's wait policy was decided (the environment, or our passive default).</summary>
+    public static string? OmpWaitPolicySource => NativeLoader.OmpWaitPolicySource;
 
     /// <summary>E.g. "CPU (libtorch 1.13.0, 2 threads; OpenBLAS Haswell kernels, 1 thread)"; the version is TORCH_VERSION
     /// of the headers the shim was built with; the OpenBLAS part is what OpenBLAS reports it runs (absent when torch's BLAS is another).</summary>
