@@ -697,7 +697,7 @@ public sealed class TorchBackendTests
     public void OpenBLAS_threads_come_from_EDITRT_BLAS_THREADS_else_the_default_and_reach_OpenBLAS()
     {
         Assert.That(TorchBackend.ResolveBlasThreads("3", 2), Is.EqualTo((3, "EDITRT_BLAS_THREADS")));
-        Assert.That(TorchBackend.ResolveBlasThreads(null, 2), Is.EqualTo((1, "default")));
+        Assert.That(TorchBackend.ResolveBlasThreads(null, 2), Is.EqualTo((2, "default")));
         Assert.That(TorchBackend.ResolveBlasThreads(" ", 2).Source, Is.EqualTo("default"));
         Assert.That(() => TorchBackend.ResolveBlasThreads("x", 2), Throws.ArgumentException.With.Message.Contains("EDITRT_BLAS_THREADS='x'"));
         Assert.That(() => TorchBackend.ResolveBlasThreads("0", 2), Throws.ArgumentException);
