@@ -13,7 +13,7 @@ internal static unsafe partial class Native
     internal const string Lib = "editrt_torch";
 
     /// <summary>Must equal kAbiVersion in editrt_torch.cpp.</summary>
-    internal const int AbiVersion = 7;
+    internal const int AbiVersion = 8;
 
     [LibraryImport(Lib)] internal static partial IntPtr et_last_error();
     [LibraryImport(Lib)] internal static partial int et_abi_version(out int version);

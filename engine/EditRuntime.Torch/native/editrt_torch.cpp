@@ -38,7 +38,7 @@
 #define ET_API extern "C" __attribute__((visibility("default")))
 
 // Bumped whenever an exported signature changes; the C# side refuses a shim of another version.
-static constexpr int kAbiVersion = 7;
+static constexpr int kAbiVersion = 8;
 
 using et_tensor = at::Tensor*;
 
