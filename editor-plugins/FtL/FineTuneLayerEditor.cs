@@ -75,15 +75,7 @@ public sealed class FineTuneLayerEditor : IEditor
     {
         var values = new float[_original.Length];
         for (int i = 0; i < values.Length; i++) values[i] = _original[i] + _delta[i];
-        Overwrite(w, values);
-    }
-
-    /// <summary>w[:] = values (a whole-tensor copy through the op set's CopyStrided).</summary>
-    private void Overwrite(Tensor w, float[] values)
-    {
-        var be = _ctx.Model.Backend;
-        using var t = be.FromArray(values, w.Shape);
-        be.CopyStrided(t, w, 1, values.Length, 0, values.Length, 0, values.Length);
+        _ctx.Model.Backend.Overwrite(w, values);
     }
 
     public void Remove(int editId) => throw new NotSupportedException("FT-L cannot remove one edit: its updates are merged into one weight (use Reset to undo all).");
@@ -91,7 +83,7 @@ public sealed class FineTuneLayerEditor : IEditor
     public void Reset()
     {
         _delta = new float[_original.Length];
-        Overwrite(_ctx.Model.Parameters[_weight], _original);   // W₀ itself (W₀ + 0 would turn −0 into +0)
+        _ctx.Model.Backend.Overwrite(_ctx.Model.Parameters[_weight], _original);   // W₀ itself (W₀ + 0 would turn −0 into +0)
     }
 
     /// <summary>The edit state: W − W₀ of the tuned weight (named as the weight).</summary>

@@ -169,6 +169,18 @@ eval.SetAction(r => Cli.Run(() => EvalCommand.Run(Options(r), r.GetValue(editorO
     r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [], r.GetValue(profileOption))));
 root.Subcommands.Add(eval);
 
+var mtData = new Option<string>("--data") { Description = $"Training requests (never the ones you measure on): any dataset format, or {EditRuntime.Models.BuiltinModels.DataPrefix}zsre_meta_train (the built-in world's meta-training split, made on first use).", Required = true };
+var mtOut = new Option<string>("--out") { Description = "Run folder: hypernet.safetensors (what the editor loads), checkpoint.safetensors, log.jsonl, loss.svg, train_config.json.", Required = true };
+var mtEpochs = new Option<int>("--epochs") { Description = "Passes over the training requests.", DefaultValueFactory = _ => 1 };
+var mtSteps = new Option<int?>("--steps") { Description = "Stop after this many meta-steps (default: the epochs decide)." };
+var mtEvery = new Option<int>("--checkpoint-every") { Description = "Write the checkpoint every K meta-steps (and after the last).", DefaultValueFactory = _ => 10 };
+var mtResume = new Option<bool>("--resume") { Description = "Continue from the checkpoint in --out (same data and hyper-parameters)." };
+var metaTrain = new Command("meta-train", "Meta-train an editor's hyper-network (MALMEN, MEND) on training requests: progress per step, atomic checkpoints, resumable, loss curve.");
+foreach (var o in new Option[] { editorOption, modelOption, mtData, mtOut, mBackendOption, mtEpochs, mtSteps, mtEvery, mtResume, familyOption, hparamsOption, setOption }) metaTrain.Options.Add(o);
+metaTrain.SetAction(r => Cli.Run(() => MetaTrainCommand.Run(Options(r), r.GetValue(editorOption)!, r.GetValue(modelOption)!, r.GetValue(mtData)!, r.GetValue(mtOut)!,
+    r.GetValue(mBackendOption)!, r.GetValue(mtEpochs), r.GetValue(mtSteps), r.GetValue(mtEvery), r.GetValue(mtResume), r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
+root.Subcommands.Add(metaTrain);
+
 var compareReports = new Argument<string[]>("reports") { Description = "Report folders written by 'editrt eval --out' (or their report.json files).", Arity = ArgumentArity.OneOrMore };
 var compareOut = new Option<string?>("--out") { Description = "Write compare.md and one compare-METRIC.svg per metric (the metric against the number of edits, one line per report) here." };
 var compareMetrics = new Option<string>("--metrics") { Description = "Metrics to plot, comma-separated: ES, GS, LS, CF_success, GS_understood.", DefaultValueFactory = _ => "ES,GS,LS" };

@@ -130,7 +130,7 @@ public sealed class BadInputTests
         Assert.That(path, Is.EqualTo(Path.Combine(Tiny, "data", "zsre_eval.json")));
         Assert.That(File.Exists(path) && File.Exists(Path.Combine(Tiny, "data", "world.json")), Is.True);
         Assert.That(EditDataset.Load(path), Has.Count.GreaterThan(1000));
-        Assert.That(BuiltinModels.DataNames, Is.EquivalentTo(new[] { "zsre_train", "zsre_eval", "counterfact_train", "counterfact_eval", "flat_train", "flat_eval" }));
+        Assert.That(BuiltinModels.DataNames, Is.EquivalentTo(new[] { "zsre_train", "zsre_eval", "counterfact_train", "counterfact_eval", "flat_train", "flat_eval", "zsre_meta_train" }));
     }
 
     [Test]

@@ -39,6 +39,28 @@ public sealed class AdamMoments : IDisposable
         }
     }
 
+    /// <summary>One Adam step on parameter i with gradient <paramref name="grads"/>[i] (skipped where null); the gradients stay the caller's.</summary>
+    public void Step(IReadOnlyList<Tensor?> grads, AdamConfig cfg, int step)
+    {
+        if (grads.Count != _params.Count) throw new ArgumentException($"Adam: {grads.Count} gradients for {_params.Count} parameters.");
+        for (int i = 0; i < grads.Count; i++)
+            if (grads[i] is { } g) _be.AdamStep(_params[i], g, _m[i], _v[i], cfg, step);
+    }
+
+    /// <summary>The first moments, one per parameter (for a checkpoint; <see cref="Restore"/> writes them back).</summary>
+    public IReadOnlyList<Tensor> First => _m;
+    /// <summary>The second moments, one per parameter.</summary>
+    public IReadOnlyList<Tensor> Second => _v;
+
+    /// <summary>Overwrites moment <paramref name="i"/> (first and second) with values of its parameter's size.</summary>
+    public void Restore(int i, float[] first, float[] second)
+    {
+        int n = (int)_params[i].Count;
+        if (first.Length != n || second.Length != n) throw new ArgumentException($"Adam: moments of {first.Length}/{second.Length} values for a parameter of {n}.");
+        _be.Overwrite(_m[i], first);
+        _be.Overwrite(_v[i], second);
+    }
+
     public void Dispose()
     {
         foreach (var t in _m.Concat(_v)) t.Dispose();

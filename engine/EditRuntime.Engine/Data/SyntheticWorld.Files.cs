@@ -18,6 +18,8 @@ public sealed partial class SyntheticWorld
     public static string ZsreFile(BenchmarkSplit split) => $"zsre_{SplitName(split)}.json";
     public static string CounterFactFile(BenchmarkSplit split) => $"counterfact_{SplitName(split)}.json";
     public static string FlatFile(BenchmarkSplit split) => $"flat_{SplitName(split)}.json";
+    /// <summary>The meta-training split (<see cref="MetaTrainRequests"/>) in zsRE's format, what MALMEN's authors train on.</summary>
+    public const string ZsreMetaTrainFile = "zsre_meta_train.json";
 
     /// <summary>Every file <see cref="WriteAll"/> writes, in writing order.</summary>
     public static IReadOnlyList<string> FileNames { get; } =
@@ -26,6 +28,7 @@ public sealed partial class SyntheticWorld
         ZsreFile(BenchmarkSplit.Train), ZsreFile(BenchmarkSplit.Eval),
         CounterFactFile(BenchmarkSplit.Train), CounterFactFile(BenchmarkSplit.Eval),
         FlatFile(BenchmarkSplit.Train), FlatFile(BenchmarkSplit.Eval),
+        ZsreMetaTrainFile,
         WorldFile,
     ];
 
@@ -59,6 +62,7 @@ public sealed partial class SyntheticWorld
         return name switch
         {
             CorpusFile => Encoding.UTF8.GetBytes(Corpus),
+            ZsreMetaTrainFile => ZsreJson(MetaTrainRequests),
             FactsFile => FactsJson(),
             WorldFile => WorldJson(),
             _ => throw new ArgumentException($"'{name}' is not a world file (expected one of {string.Join(", ", FileNames)}).", nameof(name)),
@@ -101,10 +105,12 @@ public sealed partial class SyntheticWorld
     /// an unrelated prompt), loc_ans, cond ("pred &gt;&gt; alt || src"). pred is the world's true
     /// answer, which the trained model is expected to give.
     /// </summary>
-    public byte[] ZsreJson(BenchmarkSplit split) => Json(w =>
+    public byte[] ZsreJson(BenchmarkSplit split) => ZsreJson(Requests(split));
+
+    private static byte[] ZsreJson(IEnumerable<EditRequest> requests) => Json(w =>
     {
         w.WriteStartArray();
-        foreach (var r in Requests(split))
+        foreach (var r in requests)
         {
             w.WriteStartObject();
             w.WriteString("subject", r.Subject);
@@ -224,6 +230,7 @@ public sealed partial class SyntheticWorld
         w.WriteNumber("persons", c.Persons);
         w.WriteNumber("given_names", c.GivenNames);
         w.WriteNumber("eval_fraction", c.EvalFraction);
+        w.WriteNumber("meta_train_variants", c.MetaTrainVariants);
         w.WriteNumber("neighborhood_prompts", c.NeighborhoodPrompts);
         w.WriteNumber("attribute_prompts", c.AttributePrompts);
         w.WriteNumber("sentences_per_document", c.SentencesPerDocument);
@@ -252,6 +259,7 @@ public sealed partial class SyntheticWorld
         w.WriteStartObject("requests");
         w.WriteNumber("train", TrainRequests.Count);
         w.WriteNumber("eval", EvalRequests.Count);
+        w.WriteNumber("meta_train", Config.MetaTrainVariants * TrainRequests.Count);
         w.WriteEndObject();
         var cs = CorpusSize;
         w.WriteStartObject("corpus");

@@ -37,6 +37,21 @@ public sealed partial class SyntheticWorld
             return requests.Select((r, i) => r with { CaseId = i }).ToArray();
         }
 
+        /// <summary><paramref name="rounds"/> requests per fact of <paramref name="split"/>: each round every fact once, in a shuffled order.</summary>
+        public IReadOnlyList<EditRequest> BuildRounds(BenchmarkSplit split, int rounds)
+        {
+            var other = split == BenchmarkSplit.Train ? BenchmarkSplit.Eval : BenchmarkSplit.Train;
+            var facts = _world.Facts.Where(f => f.Split == split).ToArray();
+            var all = new List<EditRequest>(facts.Length * rounds);
+            for (int r = 0; r < rounds; r++)
+            {
+                var round = facts.Select(f => Build(f, other)).ToList();
+                _rng.Shuffle(round);
+                all.AddRange(round);
+            }
+            return all.Select((r, i) => r with { CaseId = i }).ToArray();
+        }
+
         private EditRequest Build(Fact fact, BenchmarkSplit other)
         {
             var relation = fact.Relation;

@@ -37,6 +37,15 @@ public sealed partial class SyntheticWorld
     /// <summary>One edit request per fact whose subject is in the eval split, in file order.</summary>
     public IReadOnlyList<EditRequest> EvalRequests { get; }
 
+    /// <summary>
+    /// The meta-training split: <see cref="WorldConfig.MetaTrainVariants"/> requests per train-split fact, round by round
+    /// (each round every train fact once, shuffled), each with its own training phrasing, target_new, held-out rephrase
+    /// and locality prompt (from the eval split's subjects, as in <see cref="TrainRequests"/>: an eval fact is never
+    /// edited). Drawn from its own random stream, so the other files do not change with it; made on first use.
+    /// </summary>
+    public IReadOnlyList<EditRequest> MetaTrainRequests => _metaTrain ??= new RequestBuilder(this, WorldRandom.ForStream(Seed, "meta-train")).BuildRounds(BenchmarkSplit.Train, Config.MetaTrainVariants);
+    private IReadOnlyList<EditRequest>? _metaTrain;
+
     public IReadOnlyList<EditRequest> Requests(BenchmarkSplit split) => split == BenchmarkSplit.Train ? TrainRequests : EvalRequests;
     public IReadOnlyList<Entity> EntitiesOf(EntityKind kind) => _byKind[kind];
     public IReadOnlyList<Fact> FactsOf(Relation relation) => _factsByRelation[relation];

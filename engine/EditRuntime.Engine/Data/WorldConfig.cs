@@ -27,6 +27,11 @@ public sealed record WorldConfig
     /// <summary>Most attribute prompts per request (other subjects whose true object is target_new).</summary>
     public int AttributePrompts { get; init; } = 5;
 
+    /// <summary>Requests per train-split fact in the meta-training split (zsre_meta_train.json): each with its own training
+    /// phrasing, target_new and held-out rephrase, for the hyper-network editors (MEND, MALMEN), which need far more
+    /// requests than one per fact. Eval facts are never edited there.</summary>
+    public int MetaTrainVariants { get; init; } = 8;
+
     /// <summary>Corpus sentences per document (documents are separated by a line <c>&lt;|endoftext|&gt;</c>).</summary>
     public int SentencesPerDocument { get; init; } = 16;
     /// <summary>Add one multi-fact sentence per person, city and company to the corpus (training phrasings only).</summary>
@@ -53,6 +58,7 @@ public sealed record WorldConfig
         Require(EvalFraction > 0 && EvalFraction < 1, $"EvalFraction must be in (0, 1) (got {EvalFraction}).");
         Require(NeighborhoodPrompts >= 2, $"NeighborhoodPrompts must be at least 2 (got {NeighborhoodPrompts}).");
         Require(AttributePrompts >= 0, $"AttributePrompts must not be negative (got {AttributePrompts}).");
+        Require(MetaTrainVariants >= 1 && MetaTrainVariants <= 1000, $"MetaTrainVariants must be in [1, 1000] (got {MetaTrainVariants}).");
         Require(SentencesPerDocument >= 1, $"SentencesPerDocument must be at least 1 (got {SentencesPerDocument}).");
         int total = Countries + Countries * CitiesPerCountry + Languages + Companies + Universities + Persons + GivenNames;
         Require(total <= 200_000, $"the world would need {total} distinct name words; keep it under 200,000.");

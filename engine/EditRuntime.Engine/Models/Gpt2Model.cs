@@ -283,16 +283,30 @@ public sealed class Gpt2Model : IDisposable
     /// </summary>
     public Var Loss(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual = null, int fromLayer = 0)
     {
+        var (logits, kept) = TargetRows(tape, p, batch, targets, residual, fromLayer);
+        var t = Backend.FromArray(kept, kept.Length);
+        tape.OnDispose([t]);
+        return tape.CrossEntropy(logits, tape.Constant(t));
+    }
+
+    /// <summary>
+    /// The logits (rows, V) of the positions that have a target (targets (B·T), −100 = none), in position order, from
+    /// the same forward as <see cref="Loss"/> (only those rows reach the final layer norm and the LM head): what a
+    /// loss other than the cross-entropy (a KL against reference logits) needs. At least one position needs a target.
+    /// </summary>
+    public Var TargetLogits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual = null, int fromLayer = 0)
+    {
+        if (!targets.Any(t => t != -100)) throw new ArgumentException("TargetLogits: no position of the batch has a target.");
+        return TargetRows(tape, p, batch, targets, residual, fromLayer).Logits;
+    }
+
+    private (Var Logits, int[] Kept) TargetRows(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual, int fromLayer)
+    {
         if (targets.Length != batch.B * batch.T) throw new ArgumentException($"{targets.Length} targets for a batch of {batch.B}×{batch.T} positions.");
         var x = Hidden(tape, p, batch, null, 0, fromLayer, residual, Config.NLayer);
         var rows = Enumerable.Range(0, targets.Length).Where(i => targets[i] != -100).ToArray();
-        Var flat;
-        int[] kept;
-        if (rows.Length == targets.Length || rows.Length == 0) { flat = tape.Reshape(Head(tape, p, x, null), targets.Length, Config.VocabSize); kept = targets; }
-        else { flat = Head(tape, p, x, rows); kept = rows.Select(i => targets[i]).ToArray(); }
-        var t = Backend.FromArray(kept, kept.Length);
-        tape.OnDispose([t]);
-        return tape.CrossEntropy(flat, tape.Constant(t));
+        if (rows.Length == targets.Length || rows.Length == 0) return (tape.Reshape(Head(tape, p, x, null), targets.Length, Config.VocabSize), targets);
+        return (Head(tape, p, x, rows), rows.Select(i => targets[i]).ToArray());
     }
 
     // ---------------------------------------------------------------- inference

@@ -812,3 +812,7 @@ ET_API int et_gpt2_loss_grads(const et_tensor* params, int n_params, int n_layer
 // ====================================================================== mixture of experts (MOMoE)
 
 #include "editrt_torch_moe.h"
+
+// ====================================================================== hyper-network editors (MEND, MALMEN) and SPD solves
+
+#include "editrt_torch_hypernet.h"
