@@ -238,7 +238,18 @@ public sealed class SafeTensorsFile : IDisposable
 
         using (doc)
         {
-            var root = doc.RootElement;
+            try { return ParseRoot(path, doc.RootElement, dataLength); }
+            catch (InvalidOperationException e)
+            {
+                // System.Text.Json reads an escape like "\ud800" (a lone surrogate) as valid JSON and fails only when the string is read.
+                throw new SafeTensorsFormatException(path, null, $"the header holds a string that is not valid Unicode ({e.Message})", e);
+            }
+        }
+    }
+
+    private static (Dictionary<string, string>, List<SafeTensorInfo>, List<string>) ParseRoot(string path, JsonElement root, long dataLength)
+    {
+        {
             if (root.ValueKind != JsonValueKind.Object)
                 throw new SafeTensorsFormatException(path, null, $"the header must be a JSON object, found {root.ValueKind}");
 
