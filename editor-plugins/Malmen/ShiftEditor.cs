@@ -105,6 +105,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     public abstract string Name { get; }
     protected abstract string Paper { get; }
     public bool CanRemove => false;
+    public virtual bool PromisesHits => true;
 
     public EditorDescription Describe() => new(Name, Paper, _nets.Sum(n => n.ParameterCount), _sites, _hp.ToJson());
 
@@ -491,9 +492,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         /// answer) is edited twice in one batch (two target_new values for one fact would contradict each other).</summary>
         private List<int> Order(IReadOnlyList<EditRequest> requests, int epoch)
         {
-            var rng = new Random(e._seed * 1_000_003 + epoch);
+            var rng = new SeededRandom(e._seed * 1_000_003 + epoch);
             var idx = Enumerable.Range(0, requests.Count).ToArray();
-            rng.Shuffle(idx);
+            rng.Shuffle(idx.AsSpan());
             var pending = new LinkedList<int>(idx);
             var order = new List<int>(idx.Length);
             while (pending.Count > 0)

@@ -32,6 +32,11 @@ public interface IEditor : IDisposable
     /// <summary>Applies one batch; returns an id per request (for <see cref="Remove"/>).</summary>
     IReadOnlyList<int> Edit(IReadOnlyList<EditRequest> batch);
     bool CanRemove { get; }
+    /// <summary>
+    /// Whether a few edits at once are meant to make every target the model's prediction (the contract test holds the
+    /// editor to it). False for an editor whose edit is one learned step that raises the target without promising a hit.
+    /// </summary>
+    bool PromisesHits => true;
     /// <summary>Undoes one edit. Editors that cannot (CanRemove false) throw NotSupportedException naming the method.</summary>
     void Remove(int editId);
     /// <summary>Undoes every edit: the model answers as before the first one.</summary>

@@ -14,6 +14,9 @@ public sealed class SeededRandom(int seed)
 
     public int Seed { get; } = seed;
 
+    /// <summary>Shuffles in place (System.Random's Fisher–Yates on this stream).</summary>
+    public void Shuffle<T>(Span<T> values) => _rng.Shuffle(values);
+
     /// <summary>Uniform in [0, 1).</summary>
     public double NextDouble() => _rng.NextDouble();
 

@@ -249,32 +249,30 @@ public sealed class SafeTensorsFile : IDisposable
 
     private static (Dictionary<string, string>, List<SafeTensorInfo>, List<string>) ParseRoot(string path, JsonElement root, long dataLength)
     {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new SafeTensorsFormatException(path, null, $"the header must be a JSON object, found {root.ValueKind}");
+
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var tensors = new List<SafeTensorInfo>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+
+        foreach (var prop in root.EnumerateObject())
         {
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new SafeTensorsFormatException(path, null, $"the header must be a JSON object, found {root.ValueKind}");
-
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var tensors = new List<SafeTensorInfo>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-
-            foreach (var prop in root.EnumerateObject())
+            if (prop.Name == "__metadata__")
             {
-                if (prop.Name == "__metadata__")
-                {
-                    if (sawMetadata) throw new SafeTensorsFormatException(path, null, "the header has \"__metadata__\" twice");
-                    sawMetadata = true;
-                    ParseMetadata(path, prop.Value, metadata);
-                    continue;
-                }
-                if (!seen.Add(prop.Name))
-                    throw new SafeTensorsFormatException(path, prop.Name, "the header names this tensor twice");
-                tensors.Add(ParseTensor(path, prop.Name, prop.Value, dataLength));
+                if (sawMetadata) throw new SafeTensorsFormatException(path, null, "the header has \"__metadata__\" twice");
+                sawMetadata = true;
+                ParseMetadata(path, prop.Value, metadata);
+                continue;
             }
-
-            var warnings = CheckLayout(path, tensors, dataLength);
-            return (metadata, tensors, warnings);
+            if (!seen.Add(prop.Name))
+                throw new SafeTensorsFormatException(path, prop.Name, "the header names this tensor twice");
+            tensors.Add(ParseTensor(path, prop.Name, prop.Value, dataLength));
         }
+
+        var warnings = CheckLayout(path, tensors, dataLength);
+        return (metadata, tensors, warnings);
     }
 
     private static void ParseMetadata(string path, JsonElement value, Dictionary<string, string> metadata)
