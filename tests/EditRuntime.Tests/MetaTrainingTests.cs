@@ -1,0 +1,129 @@
+using EditRuntime.Data;
+using EditRuntime.Editing;
+using NUnit.Framework;
+
+namespace EditRuntime.Tests;
+
+/// <summary>
+/// Meta-training of the hyper-network editors (MALMEN, MEND) on the built-in model with a small network: the two backends
+/// take the same first meta-steps, a resumed run continues exactly where it stopped, and training lowers the meta-loss.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public class MetaTrainingTests
+{
+    private const string Family = "editrt-tiny";
+
+    /// <summary>The first requests of the world's meta-training split (train facts only).</summary>
+    private static List<Editing.EditRequest> Train(int n) =>
+        SyntheticWorld.Generate(null, SyntheticWorld.DefaultSeed).MetaTrainRequests.Take(n).Select(EditorFixtures.FromWorld).ToList();
+
+    private static Dictionary<string, string> Small(string dir, int nEdits) => new()
+    {
+        ["rank"] = "32", ["n_edits"] = nEdits.ToString(), ["sub_batch"] = "4", ["chunk"] = "16",
+        ["hypernet"] = Path.Combine(dir, "hypernet.safetensors"),
+    };
+
+    private static IReadOnlyList<MetaTrainingStep> Run(string backend, string editorName, string dir, IReadOnlyList<Editing.EditRequest> data,
+        int nEdits, int epochs, int? steps, bool resume = false)
+    {
+        using var s = EditorFixtures.Open(backend);
+        using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, nEdits));
+        return ((IMetaTrainable)editor).MetaTrain(data, new MetaTrainingOptions
+        {
+            OutDirectory = dir, Epochs = epochs, MaxSteps = steps, CheckpointEvery = 1, Resume = resume,
+        });
+    }
+
+    private static string TempDir(string what)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"metatrain-{what}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    [TestCase("MALMEN")]
+    [TestCase("MEND")]
+    public void The_first_three_meta_steps_on_Vulkan_equal_Torch_s(string editorName)
+    {
+        var data = Train(24);
+        string dt = TempDir(editorName + "-torch"), dv = TempDir(editorName + "-vulkan");
+        try
+        {
+            var torch = Run("torch", editorName, dt, data, 8, 1, 3);
+            var vulkan = Run("vulkan", editorName, dv, data, 8, 1, 3);
+            Assert.That(torch, Has.Count.EqualTo(3));
+            Assert.That(vulkan, Has.Count.EqualTo(3));
+            for (int i = 0; i < 3; i++)
+            {
+                TestContext.Out.WriteLine($"{editorName} step {i + 1}: torch {torch[i].Loss:R} (CE {torch[i].GeneralisationLoss:R}, KL {torch[i].LocalityLoss:R}), " +
+                    $"vulkan {vulkan[i].Loss:R} (CE {vulkan[i].GeneralisationLoss:R}, KL {vulkan[i].LocalityLoss:R})");
+                Assert.That(double.IsFinite(torch[i].Loss) && double.IsFinite(vulkan[i].Loss), $"step {i + 1}: finite meta-losses");
+                Assert.That(torch[i].Loss, Is.GreaterThan(0), $"step {i + 1}: a meta-loss is measured");
+                double rel = Math.Abs(vulkan[i].Loss - torch[i].Loss) / Math.Abs(torch[i].Loss);
+                Assert.That(rel, Is.LessThan(1e-4), $"step {i + 1}: meta-loss torch {torch[i].Loss:R}, vulkan {vulkan[i].Loss:R}");
+                double relCe = Math.Abs(vulkan[i].GeneralisationLoss - torch[i].GeneralisationLoss) / Math.Abs(torch[i].GeneralisationLoss);
+                Assert.That(relCe, Is.LessThan(1e-4), $"step {i + 1}: rephrase CE");
+                double relNorm = Math.Abs(vulkan[i].GradNorm - torch[i].GradNorm) / torch[i].GradNorm;
+                Assert.That(relNorm, Is.LessThan(1e-3), $"step {i + 1}: gradient norm torch {torch[i].GradNorm:R}, vulkan {vulkan[i].GradNorm:R}");
+            }
+            // The locality KL is 0 at step 1 (the untrained network's first shift is tiny) but must move after it.
+            Assert.That(torch[2].LocalityLoss, Is.GreaterThan(0), "the locality term is measured");
+        }
+        finally
+        {
+            Directory.Delete(dt, true);
+            Directory.Delete(dv, true);
+        }
+    }
+
+    [Test]
+    public void A_resumed_run_takes_the_same_steps_as_one_that_never_stopped()
+    {
+        var data = Train(16);
+        string straight = TempDir("straight"), stopped = TempDir("stopped");
+        try
+        {
+            var all = Run("torch", "MALMEN", straight, data, 8, 3, null);
+            Assert.That(all, Has.Count.EqualTo(6), "16 requests in batches of 8, 3 epochs");
+            var first = Run("torch", "MALMEN", stopped, data, 8, 3, 4);
+            Assert.That(first, Has.Count.EqualTo(4));
+            var e = Assert.Throws<IOException>(() => Run("torch", "MALMEN", stopped, data, 8, 3, null))!;
+            Assert.That(e.Message, Does.Contain("--resume"), "a folder with a checkpoint is not overwritten without --resume");
+            var resumed = Run("torch", "MALMEN", stopped, data, 8, 3, null, resume: true);
+            Assert.That(resumed.Select(s => s.Step), Is.EqualTo(new[] { 1, 2, 3, 4, 5, 6 }), "the log carries the steps before the stop");
+            for (int i = 0; i < 6; i++)
+                Assert.That(resumed[i].Loss, Is.EqualTo(all[i].Loss).Within(1e-6 * Math.Abs(all[i].Loss)),
+                    $"step {i + 1}: the resumed run's meta-loss (network, Adam moments and batch order restored)");
+            var bad = Assert.Throws<InvalidDataException>(() => Run("torch", "MALMEN", stopped, Train(24), 8, 3, null, resume: true))!;
+            Assert.That(bad.Message, Does.Contain("16 requests").And.Contain("24"), "resuming on other data is refused");
+        }
+        finally
+        {
+            Directory.Delete(straight, true);
+            Directory.Delete(stopped, true);
+        }
+    }
+
+    [TestCase("MALMEN")]
+    [TestCase("MEND")]
+    public void Meta_training_on_one_batch_lowers_its_meta_loss(string editorName)
+    {
+        var data = Train(8);
+        string dir = TempDir(editorName + "-fit");
+        try
+        {
+            var steps = Run("torch", editorName, dir, data, 8, 12, null);
+            Assert.That(steps, Has.Count.EqualTo(12));
+            TestContext.Out.WriteLine($"{editorName}: meta-loss {string.Join(", ", steps.Select(s => s.Loss.ToString("F3")))}");
+            Assert.That(steps.All(s => double.IsFinite(s.Loss)), "every meta-loss is finite");
+            Assert.That(steps[^1].Loss, Is.LessThan(0.8 * steps[0].Loss), "twelve steps on the same 8 requests lower the meta-loss by a fifth");
+            Assert.That(File.Exists(Path.Combine(dir, "hypernet.safetensors")) && File.Exists(Path.Combine(dir, "log.jsonl")), "the run's files");
+            // The trained network is what the editor loads: an editor pointed at it edits.
+            using var s = EditorFixtures.Open("torch");
+            using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, 8));
+            Assert.That(((EditRuntime.Editing.Plugins.ShiftEditor)editor).Trained, Is.True);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
