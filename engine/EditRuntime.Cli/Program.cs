@@ -181,6 +181,24 @@ metaTrain.SetAction(r => Cli.Run(() => MetaTrainCommand.Run(Options(r), r.GetVal
     r.GetValue(mBackendOption)!, r.GetValue(mtEpochs), r.GetValue(mtSteps), r.GetValue(mtEvery), r.GetValue(mtResume), r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
 root.Subcommands.Add(metaTrain);
 
+// bench edit / bench solve: after the editing options they share are defined.
+var beData = new Option<string[]>("--data") { Description = "Edit requests (repeatable; concatenated in order). Default: builtin:counterfact_eval then builtin:counterfact_train (3,360 for the built-in model).", AllowMultipleArgumentsPerToken = false };
+var beSizes = new Option<string>("--sizes") { Description = "Comma-separated batch sizes N (the first N requests).", DefaultValueFactory = _ => "100,1000,1680,3360" };
+var beOut = new Option<string?>("--out") { Description = "Write bench.md, bench.json, time.svg and (Vulkan) memory.svg here." };
+var benchEdit = new Command("edit", "One batch edit of N requests for each N, per backend: wall and device time, stages (key/gradient cache, shift), peak device memory against the cache's bytes.");
+foreach (var o in new Option[] { editorOption, modelOption, beData, beSizes, benchBackendsOption, beOut, familyOption, hparamsOption, setOption }) benchEdit.Options.Add(o);
+benchEdit.SetAction(r => Cli.Run(() => BenchEditCommand.Run(Options(r), r.GetValue(editorOption)!, r.GetValue(modelOption)!, r.GetValue(beData) ?? [], r.GetValue(beSizes)!,
+    r.GetValue(benchBackendsOption)!, r.GetValue(beOut), r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));
+bench.Subcommands.Add(benchEdit);
+var bsShapes = new Option<string>("--shapes") { Description = "Comma-separated DKxDV weight shapes (GPT-2 c_proj 3072x768, GPT-J fc_out 16384x4096).", DefaultValueFactory = _ => "768x192,3072x768,16384x4096" };
+var bsRows = new Option<int>("--rows") { Description = "Cached rows (keys) in K.", DefaultValueFactory = _ => 4096 };
+var bsRepeat = new Option<int>("--repeat") { Description = "Timed runs per shape (median), after one warm-up.", DefaultValueFactory = _ => 3 };
+var bsVulkanMax = new Option<int>("--vulkan-max-dk") { Description = "Skip shapes with a larger d_k on Vulkan (lavapipe: about 10 GFLOP/s).", DefaultValueFactory = _ => 4096 };
+var benchSolve = new Command("solve", "MALMEN's least-squares shift alone on random keys: Gram matrix, Cholesky factor, KᵀD, triangular solves; time, GFLOP/s and residual per stage and backend.");
+foreach (var o in new Option[] { bsShapes, bsRows, benchBackendsOption, bsRepeat, bsVulkanMax }) benchSolve.Options.Add(o);
+benchSolve.SetAction(r => Cli.Run(() => BenchSolveCommand.Run(Options(r), r.GetValue(bsShapes)!, r.GetValue(bsRows), r.GetValue(benchBackendsOption)!, r.GetValue(bsRepeat), r.GetValue(bsVulkanMax))));
+bench.Subcommands.Add(benchSolve);
+
 var compareReports = new Argument<string[]>("reports") { Description = "Report folders written by 'editrt eval --out' (or their report.json files).", Arity = ArgumentArity.OneOrMore };
 var compareOut = new Option<string?>("--out") { Description = "Write compare.md and one compare-METRIC.svg per metric (the metric against the number of edits, one line per report) here." };
 var compareMetrics = new Option<string>("--metrics") { Description = "Metrics to plot, comma-separated: ES, GS, LS, CF_success, GS_understood.", DefaultValueFactory = _ => "ES,GS,LS" };
