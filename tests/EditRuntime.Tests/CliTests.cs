@@ -32,6 +32,44 @@ public sealed class CliTests
         Assert.That(err, Is.Empty, "no validation messages, no errors");
     }
 
+
+    [Test]
+    public void Bench_solve_times_the_least_squares_stages_on_both_backends_and_checks_the_residual()
+    {
+        var (code, output, err) = Editrt("bench solve --shapes 67x13,96x32 --rows 150 --repeat 1");
+        Assert.That(code, Is.Zero, err);
+        foreach (var b in new[] { "torch", "vulkan" })
+            foreach (var s in new[] { "67 × 13", "96 × 32" })
+                Assert.That(output, Does.Match($@"\| {b} \| {s} \|( [0-9.]+ \|){{9}} [0-9.]+e-?[0-9]+ \|"), $"{b} {s}: times, GFLOP/s and residual");
+        var (bad, _, badErr) = Editrt("bench solve --shapes 67by13");
+        Assert.That(bad, Is.Not.Zero);
+        Assert.That(badErr, Does.Contain("--shapes").And.Contain("67by13"));
+    }
+
+    [Test]
+    public void Bench_edit_reports_time_stages_and_memory_against_the_cache()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-bench-edit-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, output, err) = Editrt($"bench edit --editor MALMEN --model {Path.Combine(TextTests.TokFixtures.RepoRoot, "models", "editrt-tiny")} --sizes 4,16 --backend both --out {dir}");
+            Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Match(@"\| vulkan \| 16 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"), "vulkan: device time, stages, cache and peak");
+            Assert.That(output, Does.Match(@"\| torch \| 16 \| [0-9.]+ \| [0-9.]+ \| — \|"), "torch: wall time, no device timestamps");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "bench.json")))!;
+            var rows = json["rows"]!.AsArray();
+            Assert.That(rows, Has.Count.EqualTo(4));
+            foreach (var r in rows)
+            {
+                long cache = (long)r!["cache_bytes"]!;
+                Assert.That(cache, Is.EqualTo((long)r["cached_rows"]! * 2 * 4 * (768 + 192)), "two c_proj sites: rows × (768 + 192) floats each");
+                if ((string)r["backend"]! == "vulkan")
+                    Assert.That((long)r["peak_device_bytes"]! - (long)r["device_bytes_before"]!, Is.GreaterThanOrEqualTo(cache), "the peak holds at least the cache");
+            }
+            Assert.That(File.Exists(Path.Combine(dir, "memory.svg")) && File.Exists(Path.Combine(dir, "time.svg")) && File.Exists(Path.Combine(dir, "bench.md")));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
     [Test]
     public void Eval_prints_metrics_profile_and_writes_the_report()
     {
