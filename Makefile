@@ -89,6 +89,8 @@ bench: build
 	./editrt bench model --dims 2048,64,192,4,6 --batch 64 --seq 16 --no-gpt2
 	./editrt bench model --batch 1 --seq 32 --repeat 1
 	./editrt bench lua
+	./editrt bench solve --shapes 768x192,3072x768 --rows 2048
+	./editrt bench edit --editor MALMEN --model models/editrt-tiny --backend both
 
 clean:
 	rm -rf $(STAMP) engine/*/bin engine/*/obj editor-plugins/bin editor-plugins/obj tests/*/bin tests/*/obj
