@@ -7,7 +7,7 @@ using EditRuntime.Reports;
 namespace EditRuntime.Cli;
 
 /// <summary>`editrt compare`: several eval reports side by side — one Markdown table and, per metric, one
-/// plot of the metric against the number of edits (each report's curve).</summary>
+/// plot of the metric against the number of edits (each report's curve; reports of one editor, protocol and backend at several sizes joined into one line).</summary>
 internal static class CompareCommand
 {
     private static readonly string[] Colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
@@ -31,7 +31,9 @@ internal static class CompareCommand
         bool logX = xs.Max() >= 100 * xs.Min();
         foreach (var m in ms)
         {
-            var series = runs.Select((r, i) => new PlotSeries(r.Label, Colors[i % Colors.Length], Curve(r, m), Dashed: i >= Colors.Length)).ToList();
+            // Reports with one label (one editor, protocol and backend at several N, e.g. batch 100 / 1,000 / 1,680) make one line.
+            var series = runs.GroupBy(r => r.Label).Select((g, i) => new PlotSeries(g.Key, Colors[i % Colors.Length],
+                g.SelectMany(r => Curve(r, m)).OrderBy(p => p.X).ToList(), Dashed: i >= Colors.Length)).ToList();
             files.Add((Path.Combine(outDir, $"compare-{m}.svg"), SvgPlot.Lines($"{m} against the number of edits", "number of edits" + (logX ? " (log)" : ""), m, series, 0, 1, logX)));
         }
         foreach (var (path, text) in files) AtomicFile.WriteAllText(path, text);
