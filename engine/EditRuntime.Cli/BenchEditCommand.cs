@@ -29,12 +29,7 @@ internal static class BenchEditCommand
         var sizes = sizesText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : throw new ArgumentException($"--sizes: \"{t}\" is not a positive number of requests.")).ToList();
         if (sizes.Count == 0) throw new ArgumentException("--sizes: give at least one number of requests.");
-        var names = backends switch
-        {
-            "both" => new[] { "torch", "vulkan" },
-            "torch" or "vulkan" => new[] { backends },
-            _ => throw new ArgumentException($"--backend: \"{backends}\"; expected vulkan, torch or both."),
-        };
+        var names = Cli.BackendNames(backends);
         var ov = HyperParameterOverrides.Parse(overrides);
         using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
         IReadOnlyList<string> given = data.Count == 0 ? ["builtin:counterfact_eval", "builtin:counterfact_train"] : data;
@@ -84,12 +79,12 @@ internal static class BenchEditCommand
             }
         }
 
-        var md2 = Table(rows, editorName, devices);
+        var table = Table(rows, editorName, devices);
         Console.WriteLine();
-        Console.Write(md2);
+        Console.Write(table);
         if (outDir is not null)
         {
-            AtomicFile.WriteAllText(Path.Combine(outDir, "bench.md"), md2);
+            AtomicFile.WriteAllText(Path.Combine(outDir, "bench.md"), table);
             var json = new JsonObject
             {
                 ["editor"] = editorName, ["model"] = modelDir, ["data"] = new JsonArray(files.Select(f => (JsonNode)f).ToArray()),

@@ -13,7 +13,7 @@ internal static class BenchModelCommand
 
     public static int Run(DeviceOptions options, string backends, IReadOnlyList<(string Name, Gpt2Config Dims)> models, int batch, int seq, int repeat)
     {
-        var names = backends == "both" ? new[] { "vulkan", "torch" } : backends.Split(',', StringSplitOptions.RemoveEmptyEntries);
+        var names = Cli.BackendNames(backends);
         Console.WriteLine($"batch {batch} x {seq} tokens; forward = logits of the batch (host waits); step = forward + loss + backward of every parameter (no optimizer); median of {repeat} after a warm-up");
         Console.WriteLine($"{"model",-22} {"params",9} {"backend",-8} {"fwd ms",10} {"fwd tok/s",11} {"step ms",10} {"step tok/s",11}");
         foreach (var (mname, dims) in models)

@@ -54,7 +54,7 @@ internal static class BenchOpsCommand
 
     public static int Run(DeviceOptions options, string backends, string? only, int repeat)
     {
-        var names = backends == "both" ? new[] { "vulkan", "torch" } : backends.Split(',', StringSplitOptions.RemoveEmptyEntries);
+        var names = Cli.BackendNames(backends);
         var cases = Cases().Where(c => only is null || only.Split(',').Any(o => c.Op.StartsWith(o.Trim()))).ToList();
         if (cases.Count == 0) throw new ArgumentException($"--ops: nothing matches \"{only}\". Ops: {string.Join(", ", Cases().Select(c => c.Op))}");
         var bes = new List<IBackend>();

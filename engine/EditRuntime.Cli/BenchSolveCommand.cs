@@ -25,12 +25,7 @@ internal static class BenchSolveCommand
         if (shapes.Count == 0) throw new ArgumentException("--shapes: give at least one DKxDV.");
         if (rows < 1) throw new ArgumentException($"--rows: {rows}; give a positive number of cached rows.");
         if (repeat < 1 || repeat > 50) throw new ArgumentException($"--repeat: {repeat}; 1 to 50.");
-        var names = backends switch
-        {
-            "both" => new[] { "torch", "vulkan" },
-            "torch" or "vulkan" => new[] { backends },
-            _ => throw new ArgumentException($"--backend: \"{backends}\"; expected vulkan, torch or both."),
-        };
+        var names = Cli.BackendNames(backends);
         Console.WriteLine($"bench solve: ΔW = (KᵀK + λI)⁻¹·KᵀD, K {rows} × d_k, D {rows} × d_v, λ = 1; median of {repeat}");
         Console.WriteLine("| backend | d_k × d_v | gram ms | cholesky ms | KᵀD ms | solve ms | total ms | GFLOP/s gram | GFLOP/s cholesky | GFLOP/s solve | GFLOP/s total | residual |");
         Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

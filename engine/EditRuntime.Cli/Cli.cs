@@ -33,6 +33,15 @@ internal static class Cli
         return s.Count % 2 == 1 ? s[s.Count / 2] : 0.5 * (s[s.Count / 2 - 1] + s[s.Count / 2]);
     }
 
+    /// <summary>The benchmarks' --backend: "both" (Vulkan then Torch) or a comma-separated list of vulkan and torch.</summary>
+    public static string[] BackendNames(string backends)
+    {
+        var names = backends == "both" ? ["vulkan", "torch"] : backends.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var n in names)
+            if (n is not ("vulkan" or "torch")) throw new ArgumentException($"--backend: \"{n}\"; expected vulkan, torch or both.");
+        return names.Length > 0 ? names : throw new ArgumentException("--backend: give vulkan, torch or both.");
+    }
+
     public static string Bytes(ulong b) => b >= 1UL << 30 ? $"{b / (double)(1UL << 30):0.#} GiB"
         : b >= 1UL << 20 ? $"{b / (double)(1UL << 20):0.#} MiB"
         : b >= 1UL << 10 ? $"{b / 1024.0:0.#} KiB" : $"{b} B";
