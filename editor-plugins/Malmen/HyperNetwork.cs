@@ -165,6 +165,15 @@ internal sealed class HyperNetwork : IDisposable
     /// <summary>Replaces the normaliser's statistics (checked: n ≥ 0 finite, M2 ≥ 0 finite, mean finite).</summary>
     public void LoadNormaliser(float n, float[] mean, float[] m2, Func<string, Exception> invalid)
     {
+        CheckNormaliser(n, mean, m2, invalid);
+        _n = n;
+        for (int j = 0; j < D; j++) { _mean[j] = mean[j]; _m2[j] = m2[j]; }
+        Upload(mean, _m2.Select(v => n == 0 ? 0f : (float)Math.Sqrt(v / (n - 1 + Epsilon))).ToArray());
+    }
+
+    /// <summary>Throws (through <paramref name="invalid"/>) unless the statistics fit this net: n ≥ 0 an integer, mean finite, M2 ≥ 0 finite.</summary>
+    public void CheckNormaliser(float n, float[] mean, float[] m2, Func<string, Exception> invalid)
+    {
         if (!float.IsFinite(n) || n < 0 || n != MathF.Floor(n)) throw invalid($"normaliser.n is {n}: a row count (an integer ≥ 0) was expected.");
         if (mean.Length != D || m2.Length != D) throw invalid($"the normaliser's statistics have {mean.Length}/{m2.Length} entries, the net's width is {D}.");
         for (int j = 0; j < D; j++)
@@ -172,9 +181,19 @@ internal sealed class HyperNetwork : IDisposable
             if (!float.IsFinite(mean[j])) throw invalid($"normaliser.mean[{j}] is {mean[j]}.");
             if (!float.IsFinite(m2[j]) || m2[j] < 0) throw invalid($"normaliser.m2[{j}] is {m2[j]}: a sum of squares (finite, ≥ 0) was expected.");
         }
-        _n = n;
-        for (int j = 0; j < D; j++) { _mean[j] = mean[j]; _m2[j] = m2[j]; }
-        Upload(mean, _m2.Select(v => n == 0 ? 0f : (float)Math.Sqrt(v / (n - 1 + Epsilon))).ToArray());
+    }
+
+    /// <summary>A copy of the normaliser's running statistics (n, mean, M2), exact (float64), for <see cref="RestoreNormaliser"/>.</summary>
+    public (double N, double[] Mean, double[] M2) SnapshotNormaliser() => (_n, (double[])_mean.Clone(), (double[])_m2.Clone());
+
+    /// <summary>Puts back statistics taken by <see cref="SnapshotNormaliser"/>, bit for bit.</summary>
+    public void RestoreNormaliser((double N, double[] Mean, double[] M2) s)
+    {
+        if (s.Mean.Length != D || s.M2.Length != D) throw new ArgumentException($"a normaliser snapshot of width {s.Mean.Length}, the net's is {D}.");
+        _n = s.N;
+        Array.Copy(s.Mean, _mean, D);
+        Array.Copy(s.M2, _m2, D);
+        Upload(_mean.Select(v => (float)v).ToArray(), _m2.Select(v => _n == 0 ? 0f : (float)Math.Sqrt(v / (_n - 1 + Epsilon))).ToArray());
     }
 
     /// <summary>Overwrites parameter <paramref name="i"/> with <paramref name="values"/> (same shape).</summary>

@@ -42,6 +42,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     private readonly bool _trained;
     private readonly List<JsonObject> _batches = new();
     private int _nextId;
+    // The normalisers as loaded (or as meta-training left them): editing moves them, as the authors' running statistics do
+    // at inference too, so Reset puts them back with W₀ and an edit after Reset is the edit a fresh editor makes.
+    private (double N, double[] Mean, double[] M2)[] _normalisersAtReset = [];
 
     protected ShiftEditor(EditorContext context, HyperParameters hparams, ShiftAggregation aggregation)
     {
@@ -91,6 +94,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             _w0 = _sites.Select(s => { var t = _be.Scale(model.Parameters[s + ".weight"], 1f); made.Add(t); return t; }).ToArray();
             _delta = _sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); made.Add(t); _be.Fill(t, 0); return t; }).ToArray();
             if (File.Exists(_hypernetPath)) { LoadHyperNetwork(_hypernetPath); _trained = true; }
+            KeepNormalisersForReset();
         }
         catch
         {
@@ -293,14 +297,19 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             _be.Fill(_delta[i], 0);
             _be.CopyInto(_w0[i], _ctx.Model.Parameters[_sites[i] + ".weight"]);   // W₀ itself, to the bit
         }
+        for (int n = 0; n < _nets.Count; n++) _nets[n].RestoreNormaliser(_normalisersAtReset[n]);
         _batches.Clear();
     }
+
+    private void KeepNormalisersForReset() => _normalisersAtReset = _nets.Select(n => n.SnapshotNormaliser()).ToArray();
 
     // ---------------------------------------------------------------- edit state: the applied shifts
 
     public void Save(string path)
     {
-        var tensors = _sites.Select((s, i) => (s + ".weight.shift", new HostTensor(_delta[i].Shape.ToArray(), _be.ToFloatArray(_delta[i])))).ToList();
+        // The shifts, and the normalisers as the edits left them (float32), so that editing on after Load continues from them.
+        var tensors = _sites.Select((s, i) => (s + ".weight.shift", new HostTensor(_delta[i].Shape.ToArray(), _be.ToFloatArray(_delta[i]))))
+            .Concat(_nets.SelectMany((net, n) => net.NormaliserState().Select(t => (NetPrefix(n) + t.Name, t.Tensor)))).ToList();
         EditStateFile.Save(path, Name, _hp, tensors, new Dictionary<string, JsonNode?> { ["next_id"] = _nextId });
     }
 
@@ -310,11 +319,20 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         state.RequireSame("sites", _sites, (h, k) => h.StringList(k).ToArray(), (a, b) => a.SequenceEqual(b));
         var shifts = _sites.Select((s, i) => state.Tensor(s + ".weight.shift", _delta[i].Shape.ToArray())).ToArray();
         int nextId = state.Int("next_id", 0);
+        // Files written before the normalisers were saved lack them: the editor's own are kept then.
+        var norms = _nets.Select((net, n) => state.Has(NetPrefix(n) + "normaliser.n")
+            ? ((float N, float[] Mean, float[] M2)?)(state.Tensor(NetPrefix(n) + "normaliser.n", 1).Data[0],
+                state.Tensor(NetPrefix(n) + "normaliser.mean", net.D).Data, state.Tensor(NetPrefix(n) + "normaliser.m2", net.D).Data)
+            : null).ToArray();
+        for (int n = 0; n < _nets.Count; n++)
+            if (norms[n] is { } v) _nets[n].CheckNormaliser(v.N, v.Mean, v.M2, p => state.Invalid($"{NetPrefix(n)}{p}"));
         // A shift larger than the weights themselves by orders of magnitude is damage, not an edit.
         for (int i = 0; i < shifts.Length; i++)
             for (int j = 0; j < shifts[i].Data.Length; j++)
                 if (!float.IsFinite(shifts[i].Data[j]) || Math.Abs(shifts[i].Data[j]) > 1e4f)
                     throw state.Invalid($"tensor \"{_sites[i]}.weight.shift\" element {j} is {shifts[i].Data[j]}: a finite shift within ±1e4 was expected.");
+        for (int n = 0; n < _nets.Count; n++)
+            if (norms[n] is { } v) _nets[n].LoadNormaliser(v.N, v.Mean, v.M2, state.Invalid);
         for (int i = 0; i < _sites.Length; i++)
         {
             _be.Overwrite(_delta[i], shifts[i].Data);
@@ -395,8 +413,12 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
     // ---------------------------------------------------------------- meta-training
 
-    public IReadOnlyList<MetaTrainingStep> MetaTrain(IReadOnlyList<EditRequest> requests, MetaTrainingOptions options) =>
-        new ShiftMetaTrainer(this).Run(requests, options);
+    public IReadOnlyList<MetaTrainingStep> MetaTrain(IReadOnlyList<EditRequest> requests, MetaTrainingOptions options)
+    {
+        var steps = new ShiftMetaTrainer(this).Run(requests, options);
+        KeepNormalisersForReset();
+        return steps;
+    }
 
     public virtual void Dispose()
     {

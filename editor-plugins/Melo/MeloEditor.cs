@@ -33,7 +33,8 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     private ClusterIndex _index;
     /// <summary>Every key inserted by a live edit, in order (for <see cref="Reindex"/>).</summary>
     private readonly List<(float[] Key, string Label, int Block, int EditId)> _inserted = new();
-    private readonly SeededRandom _rng;
+    // New blocks' initial A come from this stream; Reset restarts it, so an edit after Reset is the edit a fresh editor makes.
+    private SeededRandom _rng;
     /// <summary>Live edits: id → block.</summary>
     private readonly SortedDictionary<int, int> _edits = new();
     private int _nextId;
@@ -270,6 +271,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
         ClearRouting();
         var be = _ctx.Model.Backend;
         foreach (var bank in _banks.Values) { be.Fill(bank.A, 0); be.Fill(bank.B, 0); }
+        _rng = new SeededRandom(_rng.Seed);
     }
 
     /// <summary>

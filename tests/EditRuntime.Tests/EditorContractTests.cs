@@ -8,7 +8,7 @@ namespace EditRuntime.Tests;
 
 /// <summary>
 /// The contract every registered editor keeps, on both backends, with the defaults it ships for the
-/// built-in model and two requests: the edits hold, reset restores the original predictions, a saved state
+/// built-in model and two requests: the edits hold, reset restores the original predictions and an edit after it equals the first, a saved state
 /// loaded into a fresh editor predicts exactly as the editor that saved it, a bad state file changes nothing,
 /// remove undoes one edit where the editor can, and bad hyper-parameters are refused with the key named.
 /// A new editor in editor-plugins/ is tested here without a line of its own.
@@ -78,6 +78,11 @@ public sealed class EditorContractTests : GpuTest
                 }
                 editor.Reset();
                 Assert.That(Predict(model, probes), Is.EqualTo(before), "reset restores the original predictions exactly");
+                // Reset restores everything an edit depends on (weights and any state edits move, such as MALMEN's normaliser).
+                editor.Edit(reqs);
+                Assert.That(Predict(model, probes), Is.EqualTo(edited), "an edit after reset is the edit a fresh editor makes");
+                editor.Reset();
+                Assert.That(Predict(model, probes), Is.EqualTo(before), "a second reset restores the original predictions exactly");
                 canRemove = editor.CanRemove;
                 if (!canRemove) Assert.Throws<NotSupportedException>(() => editor.Remove(ids[0]));
             }
