@@ -50,6 +50,33 @@ public sealed class CommandStreamTests : GpuTest
     }
 
     [Test]
+    public void Memory_freed_under_unsubmitted_work_is_bounded_by_the_deferred_free_limit()
+    {
+        // 24 temporaries of 8 MiB, each filled, added into an accumulator and disposed, with no host read in between:
+        // without the limit all 192 MiB would wait for the one submit at the end.
+        const int n = 2 << 20, rounds = 24;
+        Device.Stream.Flush();
+        using var acc = new GpuTensor(Device, n);
+        Ops.Fill(acc, 0f);
+        ulong before = Device.Stats.InUseBytes;
+        Device.Stats.PeakInUseBytes = before;
+        long flushes = Device.Stats.DeferredFlushes;
+        for (int i = 0; i < rounds; i++)
+        {
+            using var t = new GpuTensor(Device, n);
+            Ops.Fill(t, i + 1);
+            Ops.Axpy(1f, t, acc);
+        }
+        ulong limit = new DeviceOptions().DeferredFreeLimitBytes, bytes = 4UL * n;
+        Assert.That(Device.Stats.PeakInUseBytes - before, Is.LessThanOrEqualTo(limit + 2 * bytes),
+            $"freed temporaries held at most the limit ({limit >> 20} MiB) plus the one being freed and the one allocated");
+        Assert.That(Device.Stats.DeferredFlushes, Is.GreaterThan(flushes), "the limit forced a submit");
+        var h = acc.ToArray();
+        Assert.That(h, Is.All.EqualTo(rounds * (rounds + 1) / 2f), "the work across the forced submits is the work asked for");
+        Assert.That(Device.Stats.DeferredFreeBytes, Is.Zero, "nothing waits once the stream is flushed");
+    }
+
+    [Test]
     public void Independent_dispatches_need_no_barrier()
     {
         Device.Stream.Flush();

@@ -141,4 +141,6 @@ public sealed class MemoryStats
     public ulong InUseBytes;      // handed out to live buffers
     public ulong PeakInUseBytes;
     public int Blocks;
+    public ulong DeferredFreeBytes;   // freed by their owners, returned when the recorded work that may use them completes
+    public long DeferredFlushes;      // submits forced because DeferredFreeBytes passed DeviceOptions.DeferredFreeLimitBytes
 }

@@ -14,6 +14,10 @@ public sealed record DeviceOptions
     public bool? ForceStaging { get; init; }
     /// <summary>Size of the blocks buffers are sub-allocated from.</summary>
     public ulong BlockBytes { get; init; } = 256UL << 20;
+    /// <summary>Buffers freed while recorded commands may still use them are returned only after those commands complete.
+    /// Past this many such bytes the next allocation submits and waits first, so a long stretch of work without a host
+    /// read (a loop of chunks, each freeing its temporaries) holds at most this much freed memory, not all of it.</summary>
+    public ulong DeferredFreeLimitBytes { get; init; } = 32UL << 20;
 }
 
 /// <summary>
@@ -43,6 +47,7 @@ public sealed unsafe class VulkanDevice : IDisposable
 
     private readonly uint _deviceType, _stagingType;
     private readonly ulong _blockBytes;
+    private readonly ulong _deferredFreeLimit;
     private readonly Dictionary<MemoryKind, List<MemoryBlock>> _blocks = new() { [MemoryKind.Device] = new(), [MemoryKind.Staging] = new() };
 
     public static VulkanDevice Open(DeviceOptions? options = null)
@@ -138,6 +143,7 @@ public sealed unsafe class VulkanDevice : IDisposable
         _deviceType = (uint)dt;
         _stagingType = (uint)st;
         _blockBytes = Math.Min(options.BlockBytes, Info.MaxMemoryAllocationSize);
+        _deferredFreeLimit = options.DeferredFreeLimitBytes;
 
         Kernels = new KernelCache(this);
         Stream = new CommandStream(this);
@@ -149,6 +155,8 @@ public sealed unsafe class VulkanDevice : IDisposable
     public GpuBuffer Allocate(ulong bytes, MemoryKind kind = MemoryKind.Device)
     {
         ulong size = Math.Max(4, (bytes + 3) & ~3UL);
+        // Too much freed memory waits on unsubmitted work: run that work so the memory comes back before taking more.
+        if (Stats.DeferredFreeBytes > _deferredFreeLimit && Stream.HasPendingWork) { Stream.Flush(); Stats.DeferredFlushes++; }
         if (size > Info.MaxMemoryAllocationSize)
             throw new OutOfMemoryException($"A buffer of {size} bytes exceeds the device's largest allocation ({Info.MaxMemoryAllocationSize} bytes) on \"{Info.Name}\".");
         var blocks = _blocks[kind];
@@ -180,8 +188,11 @@ public sealed unsafe class VulkanDevice : IDisposable
     internal void Release(GpuBuffer b)
     {
         // Recorded but unsubmitted commands may still use the range: free it after they complete.
+        bool deferred = Stream.HasPendingWork;
+        if (deferred) Stats.DeferredFreeBytes += b.Size;
         Stream.AfterCompletion(() =>
         {
+            if (deferred) Stats.DeferredFreeBytes -= b.Size;
             var block = b.Block;
             block.Free.Release(b.Offset, b.Size);
             block.LiveAllocations--;
