@@ -16,6 +16,15 @@ public enum ShiftAggregation
     Sum,
 }
 
+/// <summary>What keeps the model in the meta-loss besides the rephrases' cross-entropy.</summary>
+public enum ShiftRegulariser
+{
+    /// <summary>MALMEN / MEND: loc_coef·KL(p_W ‖ p_{W+ΔW}) at a locality prompt's answer (two LM passes per sub-batch more).</summary>
+    LocalityKl,
+    /// <summary>EMSEdit: reg_coef·Σ‖W − W₀‖² over the edited sites; no locality prompt is run.</summary>
+    Norm,
+}
+
 /// <summary>
 /// The hyper-network editors' common body (MALMEN and MEND): cache the keys and value-gradients of the edit requests at
 /// the edited linear sites (<see cref="KeyGradientCache"/>, sub-batched), run the hyper-network of each weight shape over
@@ -35,8 +44,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     private readonly (int Net, int Module)[] _of;
     private readonly List<HyperNetwork> _nets = new();
     private readonly Tensor[] _w0, _delta;
-    private readonly int _rank, _blocks, _subBatch, _chunk, _nEdits, _seed;
-    private readonly float _lr, _metaLr, _locCoef, _maxGradNorm;
+    private readonly int _rank, _blocks, _subBatch, _chunk, _nEdits, _seed, _iters;
+    private readonly float _lr, _metaLr, _locCoef, _regCoef, _maxGradNorm;
+    private readonly ShiftRegulariser _regulariser;
     private readonly CachedTokens _tokens;
     private readonly string _hypernetPath;
     private readonly bool _trained;
@@ -63,6 +73,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         _nEdits = hparams.Int("n_edits", 1, 1 << 20);
         _metaLr = hparams.Float("meta_lr", 0, 1, minExclusive: true);
         _locCoef = hparams.Float("loc_coef", 0, 1e6f);
+        _regCoef = hparams.Float("reg_coef", 0, 1e6f);
+        _regulariser = hparams.String("regulariser", "kl", "norm") == "norm" ? ShiftRegulariser.Norm : ShiftRegulariser.LocalityKl;
+        _iters = hparams.Int("iters", 1, 16);
         _maxGradNorm = hparams.Float("max_grad_norm", 0, float.MaxValue, minExclusive: true);
         _seed = hparams.Int("seed", 0, int.MaxValue);
         var file = hparams.String("hypernet");
@@ -126,27 +139,39 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             throw new InvalidOperationException($"{Name} has no trained hyper-network at {_hypernetPath}: train one with " +
                 $"`editrt meta-train --editor {Name} --model {_ctx.Directory.Path} --data TRAIN.json --out DIR` and point the hyper-parameter " +
                 "\"hypernet\" at DIR/hypernet.safetensors.");
-        var sw = Stopwatch.StartNew();
         var pairs = batch.Select(r => _ctx.Encode(r.Prompt, r.TargetNew)).ToList();
-        var caches = Cache(pairs);
-        double cacheS = sw.Elapsed.TotalSeconds;
-        try
+        // Multi-step editing (EMSEdit's MSBP; iters = 1 is MALMEN's one shot): each round caches keys and gradients at the
+        // weights the rounds before it left, solves, and applies its shift at once, so round 2 fits the residual.
+        double cacheS = 0, shiftS = 0;
+        int rows = 0;
+        for (int round = 0; round < _iters; round++)
         {
-            for (int i = 0; i < _sites.Length; i++)
+            var sw = Stopwatch.StartNew();
+            var caches = Cache(pairs);
+            _be.Synchronize();
+            cacheS += sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            rows = caches[0].Rows;
+            try
             {
-                using var shift = Predict(i, caches[i], keepFactor: false);
-                _be.Axpy(1f, shift.Delta, _delta[i]);
-                SetWeight(i, null);
+                for (int i = 0; i < _sites.Length; i++)
+                {
+                    using var shift = Predict(i, caches[i], keepFactor: false);
+                    _be.Axpy(1f, shift.Delta, _delta[i]);
+                    SetWeight(i, null);
+                }
             }
+            finally { foreach (var c in caches) c.Dispose(); }
+            _be.Synchronize();
+            shiftS += sw.Elapsed.TotalSeconds;
         }
-        finally { foreach (var c in caches) c.Dispose(); }
-        _be.Synchronize();
         _batches.Add(new JsonObject
         {
             ["requests"] = batch.Count,
-            ["cached_rows"] = caches[0].Rows,
+            ["rounds"] = _iters,
+            ["cached_rows"] = rows,
             ["cache_seconds"] = Math.Round(cacheS, 4),
-            ["shift_seconds"] = Math.Round(sw.Elapsed.TotalSeconds - cacheS, 4),
+            ["shift_seconds"] = Math.Round(shiftS, 4),
         });
         return batch.Select(_ => _nextId++).ToList();
     }
@@ -154,6 +179,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     public JsonObject Diagnostics() => new()
     {
         ["aggregation"] = _aggregation == ShiftAggregation.LeastSquares ? "least-squares" : "sum",
+        ["rounds_per_batch"] = _iters,
         ["hypernet"] = _hypernetPath,
         ["coefficients"] = new JsonArray(_sites.Select((s, i) =>
         {
@@ -438,11 +464,15 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
         public IReadOnlyList<MetaTrainingStep> Run(IReadOnlyList<EditRequest> requests, MetaTrainingOptions o)
         {
+            bool kl = e._regulariser == ShiftRegulariser.LocalityKl;
             foreach (var r in requests)
-                if (r.RephrasePrompts.Count == 0 || r.Locality.Count == 0)
-                    throw new ArgumentException($"{r.Source} record {r.Index}: meta-training needs a rephrase prompt and a locality prompt in every request.");
-            int perEpoch = requests.Count / e._nEdits;
-            if (perEpoch == 0) throw new ArgumentException($"{e.Name}: {requests.Count} training requests make no batch of n_edits = {e._nEdits}.");
+                if (r.RephrasePrompts.Count == 0 || (kl && r.Locality.Count == 0))
+                    throw new ArgumentException($"{r.Source} record {r.Index}: meta-training needs a rephrase prompt" + (kl ? " and a locality prompt" : "") + " in every request.");
+            int batches = requests.Count / e._nEdits;
+            if (batches == 0) throw new ArgumentException($"{e.Name}: {requests.Count} training requests make no batch of n_edits = {e._nEdits}.");
+            // With iters rounds, a batch takes iters meta-steps, each a single-round update at the frozen weights
+            // (EMSEdit's batch training: its edit is reverted before the next round's cache).
+            int perEpoch = batches * e._iters;
             int total = perEpoch * o.Epochs;
             if (o.MaxSteps is int cap) total = Math.Min(total, cap);
             Directory.CreateDirectory(o.OutDirectory);
@@ -484,15 +514,17 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
             for (int step = done + 1; step <= total; step++)
             {
-                int epoch = (step - 1) / perEpoch, within = (step - 1) % perEpoch;
+                int epoch = (step - 1) / perEpoch, within = (step - 1) % perEpoch / e._iters;
                 var order = Order(requests, epoch);
                 var batch = order.Skip(within * e._nEdits).Take(e._nEdits).Select(i => requests[i]).ToList();
                 var sw = Stopwatch.StartNew();
-                var (gen, loc, norm) = Step(batch, adam, step);
-                var record = new MetaTrainingStep(step, epoch + 1, gen + e._locCoef * loc, gen, loc, norm, sw.Elapsed.TotalSeconds);
+                var (gen, reg, norm, stages) = Step(batch, adam, step);
+                double coef = kl ? e._locCoef : e._regCoef;
+                var record = new MetaTrainingStep(step, epoch + 1, gen + coef * reg, gen, reg, norm, sw.Elapsed.TotalSeconds, RegulariserName, stages);
                 steps.Add(record);
                 o.Log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{total} (epoch {epoch + 1}): meta-loss {record.Loss:F4} (rephrase CE {gen:F4}, locality KL {loc:F4}), grad norm {norm:G4}, {record.Seconds:F2} s"));
+                    $"step {step}/{total} (epoch {epoch + 1}): meta-loss {record.Loss:F4} (rephrase CE {gen:F4}, {RegulariserName} {reg:G5}), grad norm {norm:G4}, {record.Seconds:F2} s ") +
+                    "(" + string.Join(", ", stages.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F2}"))) + ")");
                 bool last = step == total;
                 if (step % o.CheckpointEvery == 0 || last)
                 {
@@ -535,18 +567,24 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             return order;
         }
 
-        private (double Gen, double Loc, double Norm) Step(IReadOnlyList<EditRequest> batch, AdamMoments adam, int step)
+        private string RegulariserName => e._regulariser == ShiftRegulariser.LocalityKl ? "locality KL" : "norm ||W-W0||^2";
+
+        private (double Gen, double Reg, double Norm, Dictionary<string, double> Stages) Step(IReadOnlyList<EditRequest> batch, AdamMoments adam, int step)
         {
             var model = e._ctx.Model;
+            bool kl = e._regulariser == ShiftRegulariser.LocalityKl;
             var editPairs = batch.Select(r => e._ctx.Encode(r.Prompt, r.TargetNew)).ToList();
             var genPairs = batch.Select(r => e._ctx.Encode(r.RephrasePrompts[0], r.TargetNew)).ToList();
-            var locPairs = batch.Select(r => e._ctx.Encode(r.Locality[0].Prompt, r.Locality[0].Answer)).ToList();
             var weights = e._sites.Select(s => s + ".weight").ToArray();
             var owned = new List<IDisposable>();
+            // Seconds per stage (the device waited for at each boundary), as EMSEdit's paper splits a KL meta-step.
+            var stages = new Dictionary<string, double>();
+            var lap = Stopwatch.StartNew();
+            void Lap(string stage) { _be.Synchronize(); stages[stage] = stages.GetValueOrDefault(stage) + lap.Elapsed.TotalSeconds; lap.Restart(); }
             try
             {
-                // The locality prompts' reference logits at the frozen weights.
-                var locBatches = Chunks(locPairs).Select(TeacherForcing.FromTokens).ToList();
+                // The locality prompts' reference logits at the frozen weights (KL only).
+                var locBatches = kl ? Chunks(batch.Select(r => e._ctx.Encode(r.Locality[0].Prompt, r.Locality[0].Answer)).ToList()).Select(TeacherForcing.FromTokens).ToList() : [];
                 var refs = new List<Tensor>();
                 foreach (var tf in locBatches)
                 {
@@ -555,14 +593,17 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     var r = _be.Scale(logits.Value, 1f);
                     owned.Add(r); refs.Add(r);
                 }
+                if (kl) Lap("locality loss");
 
                 // Stage 1: the cache, the shifts (no hyper-network graph), the meta-loss's gradient at W + ΔW.
                 var caches = e.Cache(editPairs);
                 owned.AddRange(caches);
+                Lap("cache");
                 var shifts = new Shift[e._sites.Length];
                 for (int i = 0; i < shifts.Length; i++) { shifts[i] = e.Predict(i, caches[i], keepFactor: e._aggregation == ShiftAggregation.LeastSquares); owned.Add(shifts[i]); }
+                Lap("shift");
                 var gw = e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
-                double gen = 0, loc = 0;
+                double gen = 0, reg = 0;
                 try
                 {
                     for (int i = 0; i < shifts.Length; i++) e.SetWeight(i, shifts[i].Delta);
@@ -575,21 +616,38 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                         gen += _be.ToFloatArray(loss.Value)[0];
                         Gather(p, weights, gw);
                     }
-                    if (e._locCoef > 0)
+                    Lap("edit loss");
+                    if (kl && e._locCoef > 0)
+                    {
                         for (int b = 0; b < locBatches.Count; b++)
                         {
                             using var tape = new Tape(_be);
                             var p = model.Bind(tape, name => weights.Contains(name));
                             var logits = model.TargetLogits(tape, p, locBatches[b].Batch, locBatches[b].Targets);
-                            var kl = tape.KlDivergence(tape.Constant(refs[b]), logits);
-                            tape.Backward(tape.Scale(kl, e._locCoef));
-                            loc += _be.ToFloatArray(kl.Value)[0];
+                            var klv = tape.KlDivergence(tape.Constant(refs[b]), logits);
+                            tape.Backward(tape.Scale(klv, e._locCoef));
+                            reg += _be.ToFloatArray(klv.Value)[0];
                             Gather(p, weights, gw);
                         }
+                        Lap("locality loss");
+                    }
+                    else if (!kl)
+                    {
+                        // reg_coef·Σ‖W − W₀‖², W − W₀ = the shifts applied before + this one; its gradient 2·reg_coef·(W − W₀).
+                        for (int i = 0; i < shifts.Length; i++)
+                        {
+                            using var dev = _be.Add(e._delta[i], shifts[i].Delta);
+                            using var sq = _be.Mul(dev, dev);
+                            using var sum = _be.Sum(sq);
+                            reg += _be.ToFloatArray(sum)[0];
+                            if (e._regCoef > 0) _be.Axpy(2f * e._regCoef, dev, gw[i]);
+                        }
+                        Lap("norm loss");
+                    }
                 }
                 finally
                 {
-                    for (int i = 0; i < shifts.Length; i++) e.SetWeight(i, null);   // back to the frozen weights
+                    for (int i = 0; i < shifts.Length; i++) e.SetWeight(i, null);   // back to the weights before the step
                 }
 
                 // Stage 2: the hyper-network's gradient, chunk by chunk.
@@ -611,7 +669,8 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 if (coef < 1)
                     for (int j = 0; j < flat.Count; j++) { var c = _be.Scale(flat[j], (float)coef); owned.Add(c); flat[j] = c; }
                 adam.Step(flat.Cast<Tensor?>().ToList(), new AdamConfig(e._metaLr), step);
-                return (gen, loc, norm);
+                Lap("hyper-network update");
+                return (gen, reg, norm, stages);
             }
             finally
             {
@@ -700,15 +759,19 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
         private static string FormatStep(MetaTrainingStep s) => new JsonObject
         {
-            ["step"] = s.Step, ["epoch"] = s.Epoch, ["loss"] = s.Loss, ["gen_ce"] = s.GeneralisationLoss, ["loc_kl"] = s.LocalityLoss,
+            ["step"] = s.Step, ["epoch"] = s.Epoch, ["loss"] = s.Loss, ["gen_ce"] = s.GeneralisationLoss,
+            [s.Regulariser == "locality KL" ? "loc_kl" : "reg_norm"] = s.RegulariserLoss,
             ["grad_norm"] = s.GradNorm, ["seconds"] = Math.Round(s.Seconds, 4),
+            ["stages"] = s.Stages is null ? null : new JsonObject(s.Stages.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 4)))),
         }.ToJsonString();
 
         private static MetaTrainingStep ParseStep(string line)
         {
             var o = JsonNode.Parse(line)!.AsObject();
-            return new MetaTrainingStep((int)o["step"]!, (int)o["epoch"]!, (double)o["loss"]!, (double)o["gen_ce"]!, (double)o["loc_kl"]!,
-                (double)o["grad_norm"]!, (double)o["seconds"]!);
+            bool kl = o.ContainsKey("loc_kl");
+            return new MetaTrainingStep((int)o["step"]!, (int)o["epoch"]!, (double)o["loss"]!, (double)o["gen_ce"]!, (double)o[kl ? "loc_kl" : "reg_norm"]!,
+                (double)o["grad_norm"]!, (double)o["seconds"]!, kl ? "locality KL" : "norm ||W-W0||^2",
+                o["stages"] is JsonObject st ? st.ToDictionary(kv => kv.Key, kv => (double)kv.Value!) : null);
         }
     }
 }

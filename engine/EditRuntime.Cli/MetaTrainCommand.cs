@@ -56,7 +56,7 @@ internal static class MetaTrainCommand
             [
                 new PlotSeries("meta-loss", "#1f77b4", history.Select(h => ((double)h.Step, h.Loss)).ToList()),
                 new PlotSeries("rephrase CE", "#2ca02c", history.Select(h => ((double)h.Step, h.GeneralisationLoss)).ToList(), Dashed: true),
-                new PlotSeries("locality KL", "#d62728", history.Select(h => ((double)h.Step, h.LocalityLoss)).ToList(), Dashed: true),
+                new PlotSeries(history[^1].Regulariser, "#d62728", history.Select(h => ((double)h.Step, h.RegulariserLoss)).ToList(), Dashed: true),
             ], 0);
             AtomicFile.WriteAllText(Path.Combine(outDir, "loss.svg"), svg);
             var last = history[^1];

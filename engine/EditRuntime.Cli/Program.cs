@@ -175,7 +175,7 @@ var mtEpochs = new Option<int>("--epochs") { Description = "Passes over the trai
 var mtSteps = new Option<int?>("--steps") { Description = "Stop after this many meta-steps (default: the epochs decide)." };
 var mtEvery = new Option<int>("--checkpoint-every") { Description = "Write the checkpoint every K meta-steps (and after the last).", DefaultValueFactory = _ => 10 };
 var mtResume = new Option<bool>("--resume") { Description = "Continue from the checkpoint in --out (same data and hyper-parameters)." };
-var metaTrain = new Command("meta-train", "Meta-train an editor's hyper-network (MALMEN, MEND) on training requests: progress per step, atomic checkpoints, resumable, loss curve.");
+var metaTrain = new Command("meta-train", "Meta-train an editor's hyper-network (MALMEN, MEND, EMSEdit) on training requests: progress per step, atomic checkpoints, resumable, loss curve.");
 foreach (var o in new Option[] { editorOption, modelOption, mtData, mtOut, mBackendOption, mtEpochs, mtSteps, mtEvery, mtResume, familyOption, hparamsOption, setOption }) metaTrain.Options.Add(o);
 metaTrain.SetAction(r => Cli.Run(() => MetaTrainCommand.Run(Options(r), r.GetValue(editorOption)!, r.GetValue(modelOption)!, r.GetValue(mtData)!, r.GetValue(mtOut)!,
     r.GetValue(mBackendOption)!, r.GetValue(mtEpochs), r.GetValue(mtSteps), r.GetValue(mtEvery), r.GetValue(mtResume), r.GetValue(familyOption), r.GetValue(hparamsOption), r.GetValue(setOption) ?? [])));

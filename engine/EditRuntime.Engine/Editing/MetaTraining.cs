@@ -23,8 +23,11 @@ public sealed record MetaTrainingOptions
 }
 
 /// <summary>One meta-step: the meta-loss and its parts, the gradient norm before clipping, and its time.</summary>
-public sealed record MetaTrainingStep(int Step, int Epoch, double Loss, double GeneralisationLoss, double LocalityLoss,
-    double GradNorm, double Seconds);
+/// <param name="RegulariserLoss">The term that keeps the model (unweighted): MALMEN's and MEND's locality KL, EMSEdit's
+/// Σ‖W − W₀‖² over the edited sites; <paramref name="Regulariser"/> says which.</param>
+/// <param name="Stages">Seconds per stage of the step (e.g. cache, shift, edit loss, locality loss, hyper-network update), when the editor measures them.</param>
+public sealed record MetaTrainingStep(int Step, int Epoch, double Loss, double GeneralisationLoss, double RegulariserLoss,
+    double GradNorm, double Seconds, string Regulariser = "locality KL", IReadOnlyDictionary<string, double>? Stages = null);
 
 /// <summary>
 /// An editor with a learned part (the hyper-network of MEND, MALMEN, EMSEdit) that is trained on edit requests before it
