@@ -55,8 +55,13 @@ internal static class CompareCommand
             if (json[k] is null) throw new InvalidDataException($"compare: {file} has no \"{k}\" (not written by 'editrt eval --out'?).");
         string protocol = (string)json["protocol"]!;
         if (protocol == "sequential-batch" && json["batch_size"] is JsonNode b) protocol = $"seq-batch {(int)json["edits"]! / Math.Max(1, (int)b)}×{(int)b}";
-        return new Report(file, json, $"{json["editor"]} {protocol} {json["backend"]}");
+        return new Report(file, json, $"{EditorName(json)} {protocol} {json["backend"]}");
     }
+
+    /// <summary>The editor, with its rounds per batch when it ran several (multi-step editing: MALMEN with iters 2 is
+    /// the EMSEdit paper's "MALMEN²", a different method from MALMEN's one round).</summary>
+    private static string EditorName(JsonObject report) =>
+        report["hparams"]?["iters"] is JsonValue v && v.TryGetValue<int>(out int k) && k > 1 ? $"{report["editor"]} ({k} rounds)" : $"{report["editor"]}";
 
     private static IReadOnlyList<(double X, double Y)> Curve(Report report, string metric)
     {
@@ -86,7 +91,7 @@ internal static class CompareCommand
         foreach (var r in runs)
         {
             var j = r.Json; var m = j["metrics"]!; var t = j["timings"];
-            sb.Append($"| {j["editor"]} | {j["protocol"]}{(j["protocol"]!.ToString() == "sequential-batch" ? $" ({j["batch_size"]})" : "")} | {j["backend"]} | {j["edits"]} | " +
+            sb.Append($"| {EditorName(j)} | {j["protocol"]}{(j["protocol"]!.ToString() == "sequential-batch" ? $" ({j["batch_size"]})" : "")} | {j["backend"]} | {j["edits"]} | " +
                       $"{M(m["ES"])} | {M(m["GS"])} | {M(m["GS_understood"])} | {M(m["LS"])} | {M(m["CF_success"])} | " +
                       $"{M(t?["wall_seconds_per_edit"], "0", 1000)} | {M(t?["device_seconds_per_edit"], "0", 1000)} | {j["trainable_parameters"]?.ToString() ?? "–"} | {System.IO.Path.GetDirectoryName(r.Path)} |\n");
         }

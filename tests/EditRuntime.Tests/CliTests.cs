@@ -101,7 +101,7 @@ public sealed class CliTests
         var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-compare-" + Guid.NewGuid().ToString("N"));
         try
         {
-            static string Report(string editor, string protocol, int edits, double[] gs)
+            static string Report(string editor, string protocol, int edits, double[] gs, int iters = 1)
             {
                 var curve = new System.Text.Json.Nodes.JsonArray();
                 for (int i = 0; i < gs.Length; i++)
@@ -112,18 +112,22 @@ public sealed class CliTests
                     ["metrics"] = new System.Text.Json.Nodes.JsonObject { ["ES"] = 1.0, ["GS"] = gs[^1], ["LS"] = 0.99, ["CF_success"] = 1.0, ["GS_understood"] = 0.9, ["requests"] = edits },
                     ["curve"] = curve,
                     ["timings"] = new System.Text.Json.Nodes.JsonObject { ["wall_seconds_per_edit"] = 0.5, ["device_seconds_per_edit"] = null },
+                    ["hparams"] = new System.Text.Json.Nodes.JsonObject { ["iters"] = iters },
                 }.ToJsonString();
             }
             Directory.CreateDirectory($"{dir}/a"); Directory.CreateDirectory($"{dir}/b");
             File.WriteAllText($"{dir}/a/report.json", Report("ED-A", "sequential", 40, [0.5, 0.25, 0.125, 0.75]));
             File.WriteAllText($"{dir}/b/report.json", Report("ED-B", "batch", 40, [0.625]));
-            var (code, output, err) = Editrt($"compare {dir}/a {dir}/b/report.json --out {dir}/out --metrics GS,LS");
+            Directory.CreateDirectory($"{dir}/c");
+            File.WriteAllText($"{dir}/c/report.json", Report("ED-B", "batch", 40, [0.5], iters: 2));
+            var (code, output, err) = Editrt($"compare {dir}/a {dir}/b/report.json {dir}/c --out {dir}/out --metrics GS,LS");
             Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Contain("| ED-B (2 rounds) | batch | torch | 40 | 1.000 | 0.500 |"), "a multi-step run is its own method (MALMEN² beside MALMEN)");
             Assert.That(output, Does.Contain("| ED-A | sequential | torch | 40 | 1.000 | 0.750 | 0.900 | 0.990 | 1.000 | 500 | – | 42 |"));
             Assert.That(output, Does.Contain("| ED-B | batch | torch | 40 | 1.000 | 0.625 |"));
             var svg = File.ReadAllText($"{dir}/out/compare-GS.svg");
-            Assert.That(svg, Does.Contain("ED-A sequential torch").And.Contain("ED-B batch torch"));
-            Assert.That(System.Text.RegularExpressions.Regex.Matches(svg, "<circle").Count, Is.EqualTo(5), "four curve points and one batch point");
+            Assert.That(svg, Does.Contain("ED-A sequential torch").And.Contain("ED-B batch torch").And.Contain("ED-B (2 rounds) batch torch"));
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(svg, "<circle").Count, Is.EqualTo(6), "four curve points and two batch points");
             Assert.That(svg, Does.Contain("ED-A sequential torch: 30, 0.125"));
             Assert.That(File.Exists($"{dir}/out/compare-LS.svg") && File.Exists($"{dir}/out/compare.md") && !File.Exists($"{dir}/out/compare-ES.svg"), Is.True);
             var (c2, _, e2) = Editrt($"compare {dir}/missing");
