@@ -47,6 +47,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     private readonly int _rank, _blocks, _subBatch, _chunk, _nEdits, _seed, _iters;
     private readonly float _lr, _metaLr, _locCoef, _regCoef, _maxGradNorm;
     private readonly ShiftRegulariser _regulariser;
+    // Meta-training with several rounds: false = each round its own meta-step at the frozen weights (EMSEdit's batch
+    // mode); true = the rounds chained as when editing, one meta-step, first-order across rounds (its sequential mode's rule).
+    private readonly bool _chainedRounds;
     private readonly CachedTokens _tokens;
     private readonly string _hypernetPath;
     private readonly bool _trained;
@@ -76,6 +79,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         _regCoef = hparams.Float("reg_coef", 0, 1e6f);
         _regulariser = hparams.String("regulariser", "kl", "norm") == "norm" ? ShiftRegulariser.Norm : ShiftRegulariser.LocalityKl;
         _iters = hparams.Int("iters", 1, 16);
+        _chainedRounds = hparams.String("msbp_training", "reverted", "chained") == "chained";
         _maxGradNorm = hparams.Float("max_grad_norm", 0, float.MaxValue, minExclusive: true);
         _seed = hparams.Int("seed", 0, int.MaxValue);
         var file = hparams.String("hypernet");
@@ -470,9 +474,10 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     throw new ArgumentException($"{r.Source} record {r.Index}: meta-training needs a rephrase prompt" + (kl ? " and a locality prompt" : "") + " in every request.");
             int batches = requests.Count / e._nEdits;
             if (batches == 0) throw new ArgumentException($"{e.Name}: {requests.Count} training requests make no batch of n_edits = {e._nEdits}.");
-            // With iters rounds, a batch takes iters meta-steps, each a single-round update at the frozen weights
-            // (EMSEdit's batch training: its edit is reverted before the next round's cache).
-            int perEpoch = batches * e._iters;
+            // Reverted rounds: a batch takes iters meta-steps, each a single-round update at the frozen weights (EMSEdit's
+            // batch training: its edit is reverted before the next round's cache). Chained rounds: one meta-step per batch.
+            int stepsPerBatch = e._chainedRounds ? 1 : e._iters;
+            int perEpoch = batches * stepsPerBatch;
             int total = perEpoch * o.Epochs;
             if (o.MaxSteps is int cap) total = Math.Min(total, cap);
             Directory.CreateDirectory(o.OutDirectory);
@@ -514,7 +519,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
             for (int step = done + 1; step <= total; step++)
             {
-                int epoch = (step - 1) / perEpoch, within = (step - 1) % perEpoch / e._iters;
+                int epoch = (step - 1) / perEpoch, within = (step - 1) % perEpoch / stepsPerBatch;
                 var order = Order(requests, epoch);
                 var batch = order.Skip(within * e._nEdits).Take(e._nEdits).Select(i => requests[i]).ToList();
                 var sw = Stopwatch.StartNew();
@@ -595,18 +600,34 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 }
                 if (kl) Lap("locality loss");
 
-                // Stage 1: the cache, the shifts (no hyper-network graph), the meta-loss's gradient at W + ΔW.
-                var caches = e.Cache(editPairs);
-                owned.AddRange(caches);
-                Lap("cache");
-                var shifts = new Shift[e._sites.Length];
-                for (int i = 0; i < shifts.Length; i++) { shifts[i] = e.Predict(i, caches[i], keepFactor: e._aggregation == ShiftAggregation.LeastSquares); owned.Add(shifts[i]); }
-                Lap("shift");
+                // Stage 1: the cache, the shifts (no hyper-network graph), the meta-loss's gradient at W + ΔW. Chained rounds:
+                // round r caches at the weights rounds 0..r−1 left; the loss is taken where the last round left them.
+                int rounds = e._chainedRounds ? e._iters : 1;
+                var caches = new List<IReadOnlyList<SiteKeysGradients>>();
+                var shifts = new List<Shift[]>();
+                var total = e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
                 var gw = e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
                 double gen = 0, reg = 0;
                 try
                 {
-                    for (int i = 0; i < shifts.Length; i++) e.SetWeight(i, shifts[i].Delta);
+                    for (int round = 0; round < rounds; round++)
+                    {
+                        if (round > 0) for (int i = 0; i < total.Length; i++) e.SetWeight(i, total[i]);
+                        var c = e.Cache(editPairs);
+                        owned.AddRange(c);
+                        caches.Add(c);
+                        Lap("cache");
+                        var sh = new Shift[e._sites.Length];
+                        for (int i = 0; i < sh.Length; i++)
+                        {
+                            sh[i] = e.Predict(i, c[i], keepFactor: e._aggregation == ShiftAggregation.LeastSquares);
+                            owned.Add(sh[i]);
+                            _be.Axpy(1f, sh[i].Delta, total[i]);
+                        }
+                        shifts.Add(sh);
+                        Lap("shift");
+                    }
+                    for (int i = 0; i < total.Length; i++) e.SetWeight(i, total[i]);
                     foreach (var tf in Chunks(genPairs).Select(TeacherForcing.FromTokens))
                     {
                         using var tape = new Tape(_be);
@@ -633,10 +654,10 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     }
                     else if (!kl)
                     {
-                        // reg_coef·Σ‖W − W₀‖², W − W₀ = the shifts applied before + this one; its gradient 2·reg_coef·(W − W₀).
-                        for (int i = 0; i < shifts.Length; i++)
+                        // reg_coef·Σ‖W − W₀‖², W − W₀ = the shifts applied before + this step's; its gradient 2·reg_coef·(W − W₀).
+                        for (int i = 0; i < total.Length; i++)
                         {
-                            using var dev = _be.Add(e._delta[i], shifts[i].Delta);
+                            using var dev = _be.Add(e._delta[i], total[i]);
                             using var sq = _be.Mul(dev, dev);
                             using var sum = _be.Sum(sq);
                             reg += _be.ToFloatArray(sum)[0];
@@ -647,12 +668,15 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 }
                 finally
                 {
-                    for (int i = 0; i < shifts.Length; i++) e.SetWeight(i, null);   // back to the weights before the step
+                    for (int i = 0; i < total.Length; i++) e.SetWeight(i, null);   // back to the weights before the step
                 }
 
                 // Stage 2: the hyper-network's gradient, chunk by chunk.
                 var grads = e._nets.Select(n => n.Parameters.Select(p => { var t = _be.Empty(DType.F32, p.Value.Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray()).ToArray();
-                for (int i = 0; i < e._sites.Length; i++) Backward(i, caches[i], shifts[i], gw[i], grads[e._of[i].Net]);
+                // Every round's shift gets the same ∂L/∂W (first order across rounds: no gradient through the dependence of a
+                // round's cache on the rounds before it, as the authors' sequential training).
+                for (int r = 0; r < caches.Count; r++)
+                    for (int i = 0; i < e._sites.Length; i++) Backward(i, caches[r][i], shifts[r][i], gw[i], grads[e._of[i].Net]);
 
                 // Global norm clip (coefficient max / (norm + 1e-6), as torch's clip_grad_norm_), then Adam.
                 double norm2 = 0;
