@@ -50,6 +50,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     // Meta-training with several rounds: false = each round its own meta-step at the frozen weights (EMSEdit's batch
     // mode); true = the rounds chained as when editing, one meta-step, first-order across rounds (its sequential mode's rule).
     private readonly bool _chainedRounds;
+    // Meta-training on sequences: num_seq consecutive batches edit one model, each step's shift kept for the next (the
+    // norm term then weighs the whole drift), as EMSEdit's sequential training; 1 = every batch at the frozen weights.
+    private readonly int _numSeq;
     private readonly CachedTokens _tokens;
     private readonly string _hypernetPath;
     private readonly bool _trained;
@@ -80,6 +83,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         _regulariser = hparams.String("regulariser", "kl", "norm") == "norm" ? ShiftRegulariser.Norm : ShiftRegulariser.LocalityKl;
         _iters = hparams.Int("iters", 1, 16);
         _chainedRounds = hparams.String("msbp_training", "reverted", "chained") == "chained";
+        _numSeq = hparams.Int("num_seq", 1, 1 << 20);
+        if (_numSeq > 1 && _iters > 1 && !_chainedRounds)
+            throw hparams.Error("num_seq", $"is {_numSeq}: sequences keep each batch's edit, which needs the rounds chained (msbp_training \"chained\") or one round (iters 1)");
         _maxGradNorm = hparams.Float("max_grad_norm", 0, float.MaxValue, minExclusive: true);
         _seed = hparams.Int("seed", 0, int.MaxValue);
         var file = hparams.String("hypernet");
@@ -487,6 +493,10 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             using var adam = new AdamMoments(_be, parameters);
             var steps = new List<MetaTrainingStep>();
             int done = 0;
+            void ClearSequence()
+            {
+                for (int i = 0; i < e._sites.Length; i++) { _be.Fill(e._delta[i], 0); e.SetWeight(i, null); }
+            }
             if (File.Exists(checkpoint))
             {
                 if (!o.Resume) throw new IOException($"{o.OutDirectory} holds a meta-training checkpoint: pass --resume to continue it, or choose another --out.");
@@ -497,6 +507,12 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                         int[] shape = parameters[i].Shape;
                         adam.Restore(i, ReadTensor(file, $"adam.m.{i}", shape, s => new InvalidDataException($"{checkpoint}: {s}")),
                             ReadTensor(file, $"adam.v.{i}", shape, s => new InvalidDataException($"{checkpoint}: {s}")));
+                    }
+                    // Mid-sequence: the edits the sequence has made so far.
+                    for (int i = 0; i < e._sites.Length && e._numSeq > 1; i++)
+                    {
+                        _be.Overwrite(e._delta[i], ReadTensor(file, $"sequence.shift.{i}", e._delta[i].Shape.ToArray(), s => new InvalidDataException($"{checkpoint}: {s}")));
+                        e.SetWeight(i, null);
                     }
                 });
                 done = int.Parse(meta["meta_steps"], CultureInfo.InvariantCulture);
@@ -517,13 +533,16 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             };
             EditRuntime.IO.AtomicFile.WriteAllText(Path.Combine(o.OutDirectory, "train_config.json"), config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
 
+            try
+            {
             for (int step = done + 1; step <= total; step++)
             {
                 int epoch = (step - 1) / perEpoch, within = (step - 1) % perEpoch / stepsPerBatch;
                 var order = Order(requests, epoch);
                 var batch = order.Skip(within * e._nEdits).Take(e._nEdits).Select(i => requests[i]).ToList();
+                if (e._numSeq > 1 && (step - 1) % e._numSeq == 0) ClearSequence();   // a new sequence starts from W₀
                 var sw = Stopwatch.StartNew();
-                var (gen, reg, norm, stages) = Step(batch, adam, step);
+                var (gen, reg, norm, stages) = Step(batch, adam, step, keep: e._numSeq > 1);
                 double coef = kl ? e._locCoef : e._regCoef;
                 var record = new MetaTrainingStep(step, epoch + 1, gen + coef * reg, gen, reg, norm, sw.Elapsed.TotalSeconds, RegulariserName, stages);
                 steps.Add(record);
@@ -537,12 +556,19 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     {
                         ($"adam.m.{i}", new HostTensor(p.Shape.ToArray(), _be.ToFloatArray(adam.First[i]))),
                         ($"adam.v.{i}", new HostTensor(p.Shape.ToArray(), _be.ToFloatArray(adam.Second[i]))),
-                    });
+                    }).Concat(e._numSeq > 1
+                        ? e._delta.Select((d, i) => ($"sequence.shift.{i}", new HostTensor(d.Shape.ToArray(), _be.ToFloatArray(d))))
+                        : []).ToList();
                     // The log first, then the checkpoint that says how far the log is valid, then the net itself.
                     EditRuntime.IO.AtomicFile.WriteAllText(logPath, string.Concat(steps.Select(s => FormatStep(s) + "\n")));
                     e.SaveHyperNetwork(checkpoint, step, extra, new() { ["requests"] = requests.Count.ToString(CultureInfo.InvariantCulture) });
                     e.SaveHyperNetwork(Path.Combine(o.OutDirectory, "hypernet.safetensors"), step);
                 }
+            }
+            }
+            finally
+            {
+                if (e._numSeq > 1) ClearSequence();   // the editor leaves meta-training at W₀
             }
             return steps;
         }
@@ -574,7 +600,8 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
         private string RegulariserName => e._regulariser == ShiftRegulariser.LocalityKl ? "locality KL" : "norm ||W-W0||^2";
 
-        private (double Gen, double Reg, double Norm, Dictionary<string, double> Stages) Step(IReadOnlyList<EditRequest> batch, AdamMoments adam, int step)
+        /// <param name="keep">Keep this step's shift on the model (a sequence goes on from it) instead of reverting it.</param>
+        private (double Gen, double Reg, double Norm, Dictionary<string, double> Stages) Step(IReadOnlyList<EditRequest> batch, AdamMoments adam, int step, bool keep)
         {
             var model = e._ctx.Model;
             bool kl = e._regulariser == ShiftRegulariser.LocalityKl;
@@ -668,7 +695,8 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 }
                 finally
                 {
-                    for (int i = 0; i < total.Length; i++) e.SetWeight(i, null);   // back to the weights before the step
+                    if (keep) for (int i = 0; i < total.Length; i++) _be.Axpy(1f, total[i], e._delta[i]);
+                    for (int i = 0; i < total.Length; i++) e.SetWeight(i, null);   // W₀ + what the sequence kept
                 }
 
                 // Stage 2: the hyper-network's gradient, chunk by chunk.

@@ -18,7 +18,7 @@ public class MetaTrainingTests
     private static List<Editing.EditRequest> Train(int n) =>
         SyntheticWorld.Generate(null, SyntheticWorld.DefaultSeed).MetaTrainRequests.Take(n).Select(EditorFixtures.FromWorld).ToList();
 
-    private static Dictionary<string, string> Small(string dir, int nEdits, string? msbpTraining = null)
+    private static Dictionary<string, string> Small(string dir, int nEdits, string? msbpTraining = null, int numSeq = 1)
     {
         var d = new Dictionary<string, string>
         {
@@ -26,18 +26,23 @@ public class MetaTrainingTests
             ["hypernet"] = Path.Combine(dir, "hypernet.safetensors"),
         };
         if (msbpTraining is not null) d["msbp_training"] = msbpTraining;
+        d["num_seq"] = numSeq.ToString();
         return d;
     }
 
     private static IReadOnlyList<MetaTrainingStep> Run(string backend, string editorName, string dir, IReadOnlyList<Editing.EditRequest> data,
-        int nEdits, int epochs, int? steps, bool resume = false, string? msbpTraining = null)
+        int nEdits, int epochs, int? steps, bool resume = false, string? msbpTraining = null, int numSeq = 1, Action<EditorContext>? after = null)
     {
         using var s = EditorFixtures.Open(backend);
-        using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, nEdits, msbpTraining));
+        using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, nEdits, msbpTraining, numSeq));
+        try
+        {
         return ((IMetaTrainable)editor).MetaTrain(data, new MetaTrainingOptions
         {
             OutDirectory = dir, Epochs = epochs, MaxSteps = steps, CheckpointEvery = 1, Resume = resume,
         });
+        }
+        finally { after?.Invoke(s.Ctx); }
     }
 
     private static string TempDir(string what)
@@ -186,6 +191,34 @@ public class MetaTrainingTests
         {
             Directory.Delete(rev, true);
             Directory.Delete(ch, true);
+        }
+    }
+
+    [Test]
+    public void A_sequence_keeps_each_batch_s_edit_for_the_next_and_training_leaves_the_model_as_it_found_it()
+    {
+        var data = Train(24);
+        string one = TempDir("seq1"), three = TempDir("seq3"), resumed = TempDir("seq3-resumed");
+        try
+        {
+            float[]? before = null, afterTraining = null;
+            var probe = EditorFixtures.Requests(1)[0];
+            var alone = Run("torch", "EMSEdit", one, data, 8, 1, null, numSeq: 1);
+            var seq = Run("torch", "EMSEdit", three, data, 8, 1, null, numSeq: 3, after: ctx =>
+                afterTraining = ctx.Model.NextTokenLogits(ctx.Encode(probe.Prompt, probe.TargetNew).Prompt));
+            using (var s = EditorFixtures.Open("torch")) before = s.Model.NextTokenLogits(s.Ctx.Encode(probe.Prompt, probe.TargetNew).Prompt);
+            Assert.That(seq, Has.Count.EqualTo(3));
+            Assert.That(seq[0].Loss, Is.EqualTo(alone[0].Loss), "the first batch of a sequence starts at W₀ as a lone batch does");
+            Assert.That(seq[1].RegulariserLoss, Is.GreaterThan(alone[1].RegulariserLoss), "batch 2's drift includes batch 1's kept edit");
+            Assert.That(afterTraining, Is.EqualTo(before), "meta-training leaves the model's weights at W₀");
+            // Resumed mid-sequence (after step 2 of 3): the kept edits come back from the checkpoint.
+            var first = Run("torch", "EMSEdit", resumed, data, 8, 1, 2, numSeq: 3);
+            var rest = Run("torch", "EMSEdit", resumed, data, 8, 1, null, resume: true, numSeq: 3);
+            Assert.That(rest[2].Loss, Is.EqualTo(seq[2].Loss).Within(1e-6 * seq[2].Loss), "step 3 after a resume equals the unbroken sequence's");
+        }
+        finally
+        {
+            foreach (var d in new[] { one, three, resumed }) Directory.Delete(d, true);
         }
     }
 }
