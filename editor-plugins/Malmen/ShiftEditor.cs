@@ -26,13 +26,15 @@ public enum ShiftRegulariser
 }
 
 /// <summary>
-/// The hyper-network editors' common body (MALMEN and MEND): cache the keys and value-gradients of the edit requests at
+/// The hyper-network editors' common body (MALMEN, MEND and EMSEdit): cache the keys and value-gradients of the edit requests at
 /// the edited linear sites (<see cref="KeyGradientCache"/>, sub-batched), run the hyper-network of each weight shape over
 /// them in chunks without a graph, aggregate into one shift per site (<see cref="ShiftAggregation"/>), and add it to the
 /// weight. Meta-training (<see cref="IMetaTrainable"/>) is MALMEN's decoupled two-stage backward: the LM passes give
 /// ∂L/∂W at W + ΔW with no hyper-network graph, the hyper-network is then re-run in chunks with the vector-Jacobian
 /// product, so memory never grows with the number of edits beyond the key/gradient cache.
-/// The frozen weights W₀ are kept: Reset writes them back, bit for bit.
+/// The frozen weights W₀ are kept: Reset writes them back, bit for bit. EMSEdit's additions are hyper-parameters here:
+/// several rounds per edit batch (<c>iters</c>), the norm regulariser (<c>regulariser</c>, <c>reg_coef</c>), how rounds
+/// are meta-trained (<c>msbp_training</c>) and meta-training on sequences of batches (<c>num_seq</c>).
 /// </summary>
 public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 {
