@@ -57,7 +57,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     private readonly int _numSeq;
     private readonly CachedTokens _tokens;
     private readonly string _hypernetPath;
-    private readonly bool _trained;
+    private bool _trained;
     private readonly List<JsonObject> _batches = new();
     private int _nextId;
     // The normalisers as loaded (or as meta-training left them): editing moves them, as the authors' running statistics do
@@ -455,6 +455,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     {
         var steps = new ShiftMetaTrainer(this).Run(requests, options);
         KeepNormalisersForReset();
+        _trained = true;   // what it learned is in this editor now: it edits without reloading
         return steps;
     }
 

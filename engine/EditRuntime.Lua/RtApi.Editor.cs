@@ -175,6 +175,42 @@ internal sealed partial class RtApi
                     ["model"] = e.Model.Path,
                 });
             }),
+            Method("Editor:meta_train", 2, 2, "editor:meta_train(requests, {out=dir, epochs=1, steps=, checkpoint_every=10, resume=false, progress=function(msg) end})", c =>
+            {
+                var e = c.Self<EditorObject>();
+                var reqs = ReadRequests(c, 1);
+                var o = c.Options(2, "out", "epochs", "steps", "checkpoint_every", "resume", "progress");
+                var outDir = Str(o, "out", c) is { } od ? Paths.CheckWrite(od, c.Name) : throw c.ArgError(2, "out: the run's folder is required (checkpoint, log, hypernet.safetensors)");
+                int epochs = Int(o, "epochs", c, 1, 1);
+                int? steps = o.ContainsKey("steps") ? Int(o, "steps", c, 1, 1) : null;
+                int every = Int(o, "checkpoint_every", c, 10, 1);
+                bool resume = o.GetValueOrDefault("resume") switch
+                {
+                    null => false,
+                    bool b => b,
+                    var x => throw c.ArgError(2, $"resume: boolean expected, got {LuaValues.Describe(x)}"),
+                };
+                var progress = o.GetValueOrDefault("progress") switch
+                {
+                    null => null,
+                    LuaFunctionRef f => f,
+                    var x => throw c.ArgError(2, $"progress: function expected, got {LuaValues.Describe(x)}"),
+                };
+                if (e.Editor is not IMetaTrainable trainable)
+                    throw new LuaArgumentException($"{c.Name}: {e.Editor.Name} has nothing to meta-train (editors with a hyper-network: " +
+                        string.Join(", ", EditorRegistry.Names.Where(n => typeof(IMetaTrainable).IsAssignableFrom(EditorRegistry.EditorType(n))).OrderBy(n => n)) + ")");
+                var history = trainable.MetaTrain(reqs, new MetaTrainingOptions
+                {
+                    OutDirectory = outDir, Epochs = epochs, MaxSteps = steps, CheckpointEvery = every, Resume = resume,
+                    Log = progress is null ? null : msg => _host.CallFunction(progress, 0, msg),
+                    Provenance = new JsonObject { ["model"] = e.Model.Path, ["data"] = "requests from a Lua script" },
+                });
+                return c.Return(history.Select(h => (object?)new Dictionary<string, object?>
+                {
+                    ["step"] = (long)h.Step, ["epoch"] = (long)h.Epoch, ["loss"] = h.Loss, ["gen_ce"] = h.GeneralisationLoss,
+                    ["reg"] = h.RegulariserLoss, ["regulariser"] = h.Regulariser, ["grad_norm"] = h.GradNorm, ["seconds"] = h.Seconds,
+                }).ToList());
+            }),
             Method("Editor:close", 0, 0, "editor:close()", c => { c.Self<EditorObject>().Close(); return c.Nothing(); }),
         ]);
     }

@@ -167,6 +167,16 @@ public sealed class LuaApiTests
         local lr = rt.eval.run(lua_ed, reqs, {protocol = "batch"})
         assert(#calls == 1 and calls[1] == 2 and lr.edits == 2 and lr.batch == 2, "defined editor ran once on the batch")
         lua_ed:rollback()
+        -- meta-training a hyper-network editor (small network, two steps), which then edits
+        local mt = rt.editor.new("MALMEN", {model = model, hparams = {rank = 32, n_edits = 2, sub_batch = 2, chunk = 16,
+          hypernet = "@DIR@/mt/hypernet.safetensors"}})
+        local hist = mt:meta_train(rt.data.synthetic{split = "train", limit = 4}, {out = "@DIR@/mt", steps = 2, checkpoint_every = 1})
+        assert(#hist == 2 and hist[2].step == 2 and hist[1].loss > 0 and hist[1].regulariser == "locality KL", "meta_train history")
+        assert(#mt:edit(reqs) == 2, "the trained editor edits")
+        mt:rollback()
+        mt:close()
+        local ok, err = pcall(function() return ed:meta_train(reqs, {out = "@DIR@/mt2"}) end)
+        assert(not ok and err:match("nothing to meta%-train"), "FT-L has no hyper-network")
         assert(math.abs(model:loss(reqs[1]) - loss0) < 1e-5, "defined reset")
         lua_ed:close()
         ed:close()
