@@ -18,6 +18,9 @@ internal static class MetaTrainCommand
         if (epochs < 1) throw new ArgumentException($"--epochs: {epochs}; give at least 1.");
         if (steps is < 1) throw new ArgumentException($"--steps: {steps}; give a positive number of meta-steps.");
         if (checkpointEvery < 1) throw new ArgumentException($"--checkpoint-every: {checkpointEvery}; give a positive number of steps.");
+        // Before anything is loaded (and before "hypernet" is set on an editor that has none).
+        if (!typeof(IMetaTrainable).IsAssignableFrom(EditorRegistry.EditorType(editorName)))
+            throw new ArgumentException($"--editor {editorName}: it has nothing to meta-train (editors with a hyper-network: {string.Join(", ", EditorRegistry.MetaTrainableNames)}).");
         var ov = HyperParameterOverrides.Parse(overrides);
         if (ov.ContainsKey("hypernet"))
             throw new ArgumentException("--set hypernet=...: meta-training writes its hyper-network into --out (DIR/hypernet.safetensors); point \"hypernet\" there when you edit.");
@@ -31,8 +34,7 @@ internal static class MetaTrainCommand
         var ctx = new EditorContext(model, md);
         var all = new Dictionary<string, string>(ov) { ["hypernet"] = Path.GetFullPath(Path.Combine(outDir, "hypernet.safetensors")) };
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, all);
-        if (editor is not IMetaTrainable trainable)
-            throw new ArgumentException($"--editor {editor.Name}: it has nothing to meta-train (editors with a hyper-network: {string.Join(", ", EditorRegistry.Names.Where(n => typeof(IMetaTrainable).IsAssignableFrom(EditorRegistry.EditorType(n))).OrderBy(n => n))}).");
+        var trainable = (IMetaTrainable)editor;
         var d = editor.Describe();
         Console.WriteLine($"{d.Name} meta-training on {modelDir} ({be.Name}: {be.DeviceDescription}); {data}: {requests.Count} requests; {epochs} epoch(s)" + (steps is int s ? $", at most {s} steps" : ""));
         Console.WriteLine($"hyper-parameters ({family}): {d.HyperParameters.ToJsonString()}; hyper-network parameters {d.TrainableParameters}; sites {string.Join(", ", d.LayersTouched)}");

@@ -198,7 +198,7 @@ internal sealed partial class RtApi
                 };
                 if (e.Editor is not IMetaTrainable trainable)
                     throw new LuaArgumentException($"{c.Name}: {e.Editor.Name} has nothing to meta-train (editors with a hyper-network: " +
-                        string.Join(", ", EditorRegistry.Names.Where(n => typeof(IMetaTrainable).IsAssignableFrom(EditorRegistry.EditorType(n))).OrderBy(n => n)) + ")");
+                        string.Join(", ", EditorRegistry.MetaTrainableNames) + ")");
                 var history = trainable.MetaTrain(reqs, new MetaTrainingOptions
                 {
                     OutDirectory = outDir, Epochs = epochs, MaxSteps = steps, CheckpointEvery = every, Resume = resume,

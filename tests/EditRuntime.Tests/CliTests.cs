@@ -96,6 +96,28 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Meta_train_runs_a_hyper_network_editor_and_refuses_one_without_a_network_before_touching_the_folder()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-metatrain-" + Guid.NewGuid().ToString("N"));
+        var model = Path.Combine(TokFixtures.RepoRoot, "models", "editrt-tiny");
+        try
+        {
+            var (c1, _, e1) = Editrt($"meta-train --editor FT-L --model {model} --data builtin:zsre_meta_train --out {dir}/ftl --backend torch");
+            Assert.That(c1, Is.EqualTo(1));
+            Assert.That(e1, Does.Contain("nothing to meta-train").And.Contain("EMSEdit, MALMEN, MEND"));
+            Assert.That(Directory.Exists($"{dir}/ftl"), Is.False, "no folder claimed for a run that cannot start");
+            var (code, output, err) = Editrt($"meta-train --editor EMSEdit --model {model} --data builtin:zsre_meta_train --out {dir}/ems " +
+                "--backend torch --steps 1 --set rank=32 --set n_edits=4 --set sub_batch=4 --set chunk=16");
+            Assert.That(code, Is.Zero, err);
+            Assert.That(output, Does.Contain("step 1/1").And.Contain("norm ||W-W0||^2").And.Contain("cache").And.Contain("hyper-network update"));
+            foreach (var f in new[] { "hypernet.safetensors", "checkpoint.safetensors", "log.jsonl", "loss.svg", "train_config.json" })
+                Assert.That(File.Exists($"{dir}/ems/{f}"), f);
+            Assert.That(File.ReadAllText($"{dir}/ems/log.jsonl"), Does.Contain("\"reg_norm\"").And.Contain("\"stages\""));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void Compare_tables_and_plots_several_reports()
     {
         var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-compare-" + Guid.NewGuid().ToString("N"));

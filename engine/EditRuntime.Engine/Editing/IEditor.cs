@@ -87,6 +87,9 @@ public static class EditorRegistry
 
     public static IReadOnlyCollection<string> Names { get { lock (s_lock) return Plugins().Keys.ToList(); } }
 
+    /// <summary>The editors with something to meta-train (a hyper-network), sorted: what an error lists when another is given.</summary>
+    public static IReadOnlyList<string> MetaTrainableNames => Names.Where(n => typeof(IMetaTrainable).IsAssignableFrom(EditorType(n))).OrderBy(n => n, StringComparer.Ordinal).ToList();
+
     /// <summary>The assembly and type of a registered editor.</summary>
     public static Type EditorType(string name)
     {
