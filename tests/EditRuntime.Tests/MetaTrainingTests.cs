@@ -68,8 +68,8 @@ public class MetaTrainingTests
             Assert.That(vulkan, Has.Count.EqualTo(3));
             for (int i = 0; i < 3; i++)
             {
-                TestContext.Out.WriteLine($"{editorName} step {i + 1}: torch {torch[i].Loss:R} (CE {torch[i].GeneralisationLoss:R}, KL {torch[i].RegulariserLoss:R}), " +
-                    $"vulkan {vulkan[i].Loss:R} (CE {vulkan[i].GeneralisationLoss:R}, KL {vulkan[i].RegulariserLoss:R})");
+                TestContext.Out.WriteLine($"{editorName} step {i + 1}: torch {torch[i].Loss:R} (CE {torch[i].GeneralisationLoss:R}, {torch[i].Regulariser} {torch[i].RegulariserLoss:R}), " +
+                    $"vulkan {vulkan[i].Loss:R} (CE {vulkan[i].GeneralisationLoss:R}, {vulkan[i].Regulariser} {vulkan[i].RegulariserLoss:R})");
                 Assert.That(double.IsFinite(torch[i].Loss) && double.IsFinite(vulkan[i].Loss), $"step {i + 1}: finite meta-losses");
                 Assert.That(torch[i].Loss, Is.GreaterThan(0), $"step {i + 1}: a meta-loss is measured");
                 double rel = Math.Abs(vulkan[i].Loss - torch[i].Loss) / Math.Abs(torch[i].Loss);
