@@ -601,7 +601,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             return order;
         }
 
-        private string RegulariserName => e._regulariser == ShiftRegulariser.LocalityKl ? "locality KL" : "norm ||W-W0||^2";
+        private string RegulariserName => e._regulariser == ShiftRegulariser.LocalityKl ? MetaTrainingStep.LocalityKl : MetaTrainingStep.NormDrift;
 
         /// <param name="keep">Keep this step's shift on the model (a sequence goes on from it) instead of reverting it.</param>
         private (double Gen, double Reg, double Norm, Dictionary<string, double> Stages) Step(IReadOnlyList<EditRequest> batch, AdamMoments adam, int step, bool keep)
@@ -635,8 +635,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 int rounds = e._chainedRounds ? e._iters : 1;
                 var caches = new List<IReadOnlyList<SiteKeysGradients>>();
                 var shifts = new List<Shift[]>();
-                var total = e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
-                var gw = e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
+                Tensor[] SiteZeros() => e._sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); _be.Fill(t, 0); owned.Add(t); return t; }).ToArray();
+                var total = SiteZeros();   // Σ of the rounds' shifts
+                var gw = SiteZeros();      // ∂L/∂W at W + total
                 double gen = 0, reg = 0;
                 try
                 {
@@ -815,7 +816,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         private static string FormatStep(MetaTrainingStep s) => new JsonObject
         {
             ["step"] = s.Step, ["epoch"] = s.Epoch, ["loss"] = s.Loss, ["gen_ce"] = s.GeneralisationLoss,
-            [s.Regulariser == "locality KL" ? "loc_kl" : "reg_norm"] = s.RegulariserLoss,
+            [s.Regulariser == MetaTrainingStep.LocalityKl ? "loc_kl" : "reg_norm"] = s.RegulariserLoss,
             ["grad_norm"] = s.GradNorm, ["seconds"] = Math.Round(s.Seconds, 4),
             ["stages"] = s.Stages is null ? null : new JsonObject(s.Stages.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 4)))),
         }.ToJsonString();
@@ -825,7 +826,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             var o = JsonNode.Parse(line)!.AsObject();
             bool kl = o.ContainsKey("loc_kl");
             return new MetaTrainingStep((int)o["step"]!, (int)o["epoch"]!, (double)o["loss"]!, (double)o["gen_ce"]!, (double)o[kl ? "loc_kl" : "reg_norm"]!,
-                (double)o["grad_norm"]!, (double)o["seconds"]!, kl ? "locality KL" : "norm ||W-W0||^2",
+                (double)o["grad_norm"]!, (double)o["seconds"]!, kl ? MetaTrainingStep.LocalityKl : MetaTrainingStep.NormDrift,
                 o["stages"] is JsonObject st ? st.ToDictionary(kv => kv.Key, kv => (double)kv.Value!) : null);
         }
     }

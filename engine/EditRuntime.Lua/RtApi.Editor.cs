@@ -190,12 +190,7 @@ internal sealed partial class RtApi
                     bool b => b,
                     var x => throw c.ArgError(2, $"resume: boolean expected, got {LuaValues.Describe(x)}"),
                 };
-                var progress = o.GetValueOrDefault("progress") switch
-                {
-                    null => null,
-                    LuaFunctionRef f => f,
-                    var x => throw c.ArgError(2, $"progress: function expected, got {LuaValues.Describe(x)}"),
-                };
+                var progress = OptionalFunction(o, "progress", c, 2);
                 if (e.Editor is not IMetaTrainable trainable)
                     throw new LuaArgumentException($"{c.Name}: {e.Editor.Name} has nothing to meta-train (editors with a hyper-network: " +
                         string.Join(", ", EditorRegistry.MetaTrainableNames) + ")");
@@ -214,6 +209,14 @@ internal sealed partial class RtApi
             Method("Editor:close", 0, 0, "editor:close()", c => { c.Self<EditorObject>().Close(); return c.Nothing(); }),
         ]);
     }
+
+    /// <summary>An optional function in an options table (nil: none); anything else is an error naming the key.</summary>
+    private static LuaFunctionRef? OptionalFunction(Dictionary<string, object?> o, string key, LuaCall c, int arg) => o.GetValueOrDefault(key) switch
+    {
+        null => null,
+        LuaFunctionRef f => f,
+        var x => throw c.ArgError(arg, $"{key}: function expected, got {LuaValues.Describe(x)}"),
+    };
 
     private static object? JsonToLua(JsonNode? n) => n switch
     {
@@ -278,12 +281,7 @@ internal sealed partial class RtApi
             int edits = Int(o, "edits", c, reqs.Count, 1);
             int batch = Int(o, "batch", c, 10, 1);
             int curveEvery = Int(o, "curve_every", c, 0, 0);
-            var progress = o.GetValueOrDefault("progress") switch
-            {
-                null => null,
-                LuaFunctionRef f => f,
-                var x => throw c.ArgError(3, $"progress: function expected, got {LuaValues.Describe(x)}"),
-            };
+            var progress = OptionalFunction(o, "progress", c, 3);
             try
             {
                 var r = ProtocolRunner.Run(e.Model.Context, e.Editor, reqs, protocol, edits, batch, curveEvery,

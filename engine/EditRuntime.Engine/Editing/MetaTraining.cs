@@ -27,7 +27,11 @@ public sealed record MetaTrainingOptions
 /// Σ‖W − W₀‖² over the edited sites; <paramref name="Regulariser"/> says which.</param>
 /// <param name="Stages">Seconds per stage of the step (e.g. cache, shift, edit loss, locality loss, hyper-network update), when the editor measures them.</param>
 public sealed record MetaTrainingStep(int Step, int Epoch, double Loss, double GeneralisationLoss, double RegulariserLoss,
-    double GradNorm, double Seconds, string Regulariser = "locality KL", IReadOnlyDictionary<string, double>? Stages = null);
+    double GradNorm, double Seconds, string Regulariser = MetaTrainingStep.LocalityKl, IReadOnlyDictionary<string, double>? Stages = null)
+{
+    /// <summary>The <see cref="Regulariser"/> names the hyper-network editors report.</summary>
+    public const string LocalityKl = "locality KL", NormDrift = "norm ||W-W0||^2";
+}
 
 /// <summary>
 /// An editor with a learned part (the hyper-network of MEND, MALMEN, EMSEdit) that is trained on edit requests before it
