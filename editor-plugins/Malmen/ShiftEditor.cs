@@ -55,6 +55,10 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     // Meta-training on sequences: num_seq consecutive batches edit one model, each step's shift kept for the next (the
     // norm term then weighs the whole drift), as EMSEdit's sequential training; 1 = every batch at the frozen weights.
     private readonly int _numSeq;
+    // One hyper-network for every round (MALMEN², EMSEdit's batch mode) or one per round, round r's of rank rank / (r + 1)
+    // (EMSEdit's sequential mode). _nets holds round 0's nets (one per weight shape), then round 1's, and so on.
+    private readonly bool _perRound;
+    private readonly int _shapes;
     private readonly CachedTokens _tokens;
     private readonly string _hypernetPath;
     private bool _trained;
@@ -88,6 +92,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         _numSeq = hparams.Int("num_seq", 1, 1 << 20);
         if (_numSeq > 1 && _iters > 1 && !_chainedRounds)
             throw hparams.Error("num_seq", $"is {_numSeq}: sequences keep each batch's edit, which needs the rounds chained (msbp_training \"chained\") or one round (iters 1)");
+        _perRound = hparams.String("round_networks", "shared", "per_round") == "per_round";
+        if (_perRound && _iters > 1 && !_chainedRounds)
+            throw hparams.Error("round_networks", "is \"per_round\": a network per round is trained on the weights its round sees, which needs the rounds chained (msbp_training \"chained\")");
         _maxGradNorm = hparams.Float("max_grad_norm", 0, float.MaxValue, minExclusive: true);
         _seed = hparams.Int("seed", 0, int.MaxValue);
         var file = hparams.String("hypernet");
@@ -106,7 +113,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             if (net < 0) { shapes.Add((shape[0], shape[1])); modules.Add(0); net = shapes.Count - 1; }
             _of[i] = (net, modules[net]++);
         }
-        long netBytes = shapes.Select((s, n) => 4L * NetParameters(s.Dk + s.Dv, _rank, _blocks, modules[n])).Sum();
+        _shapes = shapes.Count;
+        int netRounds = _perRound ? _iters : 1;
+        long netBytes = Enumerable.Range(0, netRounds).Sum(r => shapes.Select((s, n) => 4L * NetParameters(s.Dk + s.Dv, RoundRank(r), _blocks, modules[n])).Sum());
         long weightBytes = _sites.Sum(s => 4L * model.Parameters[s + ".weight"].Count) * 2;   // W₀ and the applied shift
         // Training also keeps Adam's two moments and a gradient per parameter.
         EditorMemory.Require(context, hparams, netBytes + weightBytes, "hyper-network(s) and kept weights", "rank", "blocks", "sites");
@@ -115,7 +124,8 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         var made = new List<IDisposable>();
         try
         {
-            for (int n = 0; n < shapes.Count; n++) { var net = new HyperNetwork(_be, shapes[n].Dk, shapes[n].Dv, _rank, _blocks, modules[n], _lr, rng); made.Add(net); _nets.Add(net); }
+            for (int r = 0; r < netRounds; r++)
+                for (int n = 0; n < shapes.Count; n++) { var net = new HyperNetwork(_be, shapes[n].Dk, shapes[n].Dv, RoundRank(r), _blocks, modules[n], _lr, rng); made.Add(net); _nets.Add(net); }
             _w0 = _sites.Select(s => { var t = _be.Scale(model.Parameters[s + ".weight"], 1f); made.Add(t); return t; }).ToArray();
             _delta = _sites.Select(s => { var t = _be.Empty(DType.F32, model.Parameters[s + ".weight"].Shape); made.Add(t); _be.Fill(t, 0); return t; }).ToArray();
             if (File.Exists(_hypernetPath)) { LoadHyperNetwork(_hypernetPath); _trained = true; }
@@ -127,6 +137,12 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             throw;
         }
     }
+
+    /// <summary>The rank of round r's nets: rank itself when the rounds share one, else rank / (r + 1) (the authors' sequential nets).</summary>
+    private int RoundRank(int round) => _perRound ? Math.Max(1, _rank / (round + 1)) : _rank;
+
+    /// <summary>Index in _nets of the net that edits site i in round r.</summary>
+    private int NetIndex(int round, int site) => (_perRound ? round : 0) * _shapes + _of[site].Net;
 
     /// <summary>Parameters of one net: per block A (D×r), B (r×D), bias (D), scale and shift (D) per module; η and lamda per module.</summary>
     private static long NetParameters(int d, int rank, int blocks, int modules) => blocks * (2L * d * rank + d + 2L * modules * d) + 2L * modules;
@@ -159,7 +175,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         for (int round = 0; round < _iters; round++)
         {
             var sw = Stopwatch.StartNew();
-            var caches = Cache(pairs);
+            var caches = Cache(pairs, round);
             _be.Synchronize();
             cacheS += sw.Elapsed.TotalSeconds;
             sw.Restart();
@@ -168,7 +184,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
             {
                 for (int i = 0; i < _sites.Length; i++)
                 {
-                    using var shift = Predict(i, caches[i], keepFactor: false);
+                    using var shift = Predict(i, caches[i], keepFactor: false, round);
                     _be.Axpy(1f, shift.Delta, _delta[i]);
                     SetWeight(i, null);
                 }
@@ -192,18 +208,21 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
     {
         ["aggregation"] = _aggregation == ShiftAggregation.LeastSquares ? "least-squares" : "sum",
         ["rounds_per_batch"] = _iters,
+        ["round_networks"] = _perRound ? "per_round" : "shared",
         ["hypernet"] = _hypernetPath,
-        ["coefficients"] = new JsonArray(_sites.Select((s, i) =>
+        ["coefficients"] = new JsonArray(Enumerable.Range(0, _perRound ? _iters : 1).SelectMany(r => _sites.Select((s, i) =>
         {
-            var (eta, lambda) = _nets[_of[i].Net].Coefficients(_of[i].Module);
-            return (JsonNode)new JsonObject { ["site"] = s, ["eta"] = eta, ["lambda"] = lambda };
-        }).ToArray()),
+            var (eta, lambda) = _nets[NetIndex(r, i)].Coefficients(_of[i].Module);
+            var o = new JsonObject { ["site"] = s, ["eta"] = eta, ["lambda"] = lambda };
+            if (_perRound) o["round"] = r;
+            return (JsonNode)o;
+        })).ToArray()),
         ["batches"] = new JsonArray(_batches.Select(b => (JsonNode)b.DeepClone()).ToArray()),
     };
 
-    /// <summary>The key/gradient cache of the pairs at every site, the normaliser of each net updated with every sub-batch
-    /// of every module in turn (as the authors do, at inference too).</summary>
-    private IReadOnlyList<SiteKeysGradients> Cache(IReadOnlyList<(int[] Prompt, int[] Target)> pairs)
+    /// <summary>The key/gradient cache of the pairs at every site, the normaliser of each of the round's nets updated with
+    /// every sub-batch of every module in turn (as the authors do, at inference too).</summary>
+    private IReadOnlyList<SiteKeysGradients> Cache(IReadOnlyList<(int[] Prompt, int[] Target)> pairs, int round)
     {
         var caches = KeyGradientCache.Build(_ctx, pairs, _sites, _subBatch, _tokens, Name);
         try
@@ -217,7 +236,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     {
                         using var k = Rows(caches[i].Keys, start, rows);
                         using var g = Rows(caches[i].Grads, start, rows);
-                        _nets[_of[i].Net].UpdateNormaliser(k, g);
+                        _nets[NetIndex(round, i)].UpdateNormaliser(k, g);
                     }
                 start += rows;
             }
@@ -247,10 +266,10 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         public void Dispose() { Delta.Dispose(); Factor?.Dispose(); }
     }
 
-    /// <summary>The shift of site <paramref name="i"/> from its cache, without a graph.</summary>
-    private Shift Predict(int i, SiteKeysGradients cache, bool keepFactor)
+    /// <summary>The shift of site <paramref name="i"/> in round <paramref name="round"/> from its cache, without a graph.</summary>
+    private Shift Predict(int i, SiteKeysGradients cache, bool keepFactor, int round)
     {
-        var net = _nets[_of[i].Net];
+        var net = _nets[NetIndex(round, i)];
         int m = _of[i].Module, n = cache.Rows;
         var (eta, lambda) = net.Coefficients(m);
         Tensor delta;
@@ -382,7 +401,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
 
     // ---------------------------------------------------------------- the trained hyper-network's file
 
-    private string NetPrefix(int n) => $"net.{_nets[n].Dk}x{_nets[n].Dv}.";
+    private string NetPrefix(int n) => n < _shapes ? $"net.{_nets[n].Dk}x{_nets[n].Dv}." : $"net.round{n / _shapes}.{_nets[n].Dk}x{_nets[n].Dv}.";
 
     private IEnumerable<(string Name, HostTensor Tensor)> NetTensors() =>
         _nets.SelectMany((net, n) => net.Parameters.Select(p => (NetPrefix(n) + p.Name, new HostTensor(p.Value.Shape.ToArray(), _be.ToFloatArray(p.Value))))
@@ -395,6 +414,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         ["rank"] = _rank.ToString(CultureInfo.InvariantCulture),
         ["blocks"] = _blocks.ToString(CultureInfo.InvariantCulture),
         ["tokens"] = _tokens == CachedTokens.All ? "all" : "answer",
+        ["round_networks"] = _perRound ? $"per_round:{_iters}" : "shared",
         ["meta_steps"] = steps.ToString(CultureInfo.InvariantCulture),
     };
 
@@ -417,6 +437,11 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         if (!sites.SequenceEqual(_sites)) throw Invalid($"it was trained for the sites [{string.Join(", ", sites)}], the hyper-parameters ask for [{string.Join(", ", _sites)}].");
         if (Meta("rank") != _rank.ToString(CultureInfo.InvariantCulture) || Meta("blocks") != _blocks.ToString(CultureInfo.InvariantCulture))
             throw Invalid($"it has rank {Meta("rank")} and {Meta("blocks")} blocks, the hyper-parameters ask for rank {_rank} and {_blocks} blocks.");
+        // Files written before per-round networks existed hold one shared set.
+        string rounds = file.Metadata.TryGetValue("round_networks", out var rn) ? rn : "shared", ours = NetMetadata(0)["round_networks"];
+        if (rounds != ours)
+            throw Invalid($"it holds {Kind(rounds)}, the hyper-parameters ask for {Kind(ours)} (round_networks, iters).");
+        static string Kind(string v) => v.StartsWith("per_round:", StringComparison.Ordinal) ? $"one network per round for {v[10..]} rounds" : "one network shared by all rounds";
         var values = new List<(int Net, int Param, float[] Data)>();
         var norms = new List<(float N, float[] Mean, float[] M2)>();
         for (int n = 0; n < _nets.Count; n++)
@@ -644,14 +669,14 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                     for (int round = 0; round < rounds; round++)
                     {
                         if (round > 0) for (int i = 0; i < total.Length; i++) e.SetWeight(i, total[i]);
-                        var c = e.Cache(editPairs);
+                        var c = e.Cache(editPairs, round);
                         owned.AddRange(c);
                         caches.Add(c);
                         Lap("cache");
                         var sh = new Shift[e._sites.Length];
                         for (int i = 0; i < sh.Length; i++)
                         {
-                            sh[i] = e.Predict(i, c[i], keepFactor: e._aggregation == ShiftAggregation.LeastSquares);
+                            sh[i] = e.Predict(i, c[i], keepFactor: e._aggregation == ShiftAggregation.LeastSquares, round);
                             owned.Add(sh[i]);
                             _be.Axpy(1f, sh[i].Delta, total[i]);
                         }
@@ -708,7 +733,7 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
                 // Every round's shift gets the same ∂L/∂W (first order across rounds: no gradient through the dependence of a
                 // round's cache on the rounds before it, as the authors' sequential training).
                 for (int r = 0; r < caches.Count; r++)
-                    for (int i = 0; i < e._sites.Length; i++) Backward(i, caches[r][i], shifts[r][i], gw[i], grads[e._of[i].Net]);
+                    for (int i = 0; i < e._sites.Length; i++) Backward(i, r, caches[r][i], shifts[r][i], gw[i], grads[e.NetIndex(r, i)]);
 
                 // Global norm clip (coefficient max / (norm + 1e-6), as torch's clip_grad_norm_), then Adam.
                 double norm2 = 0;
@@ -755,9 +780,9 @@ public abstract class ShiftEditor : IEditor, IMetaTrainable, IEditorDiagnostics
         /// forward's factor of S), ∂L/∂D = K·Z, ∂L/∂lamda = −e^lamda·⟨Z, ΔW⟩, then per chunk the VJP of the value differences.
         /// Sum: per chunk the VJP of ΔW_c = −η·K̃_cᵀ·G̃_c with seed G_W.
         /// </summary>
-        private void Backward(int i, SiteKeysGradients cache, Shift shift, Tensor gw, Tensor[] acc)
+        private void Backward(int i, int round, SiteKeysGradients cache, Shift shift, Tensor gw, Tensor[] acc)
         {
-            var net = e._nets[e._of[i].Net];
+            var net = e._nets[e.NetIndex(round, i)];
             int m = e._of[i].Module, n = cache.Rows;
             var (eta, lambda) = net.Coefficients(m);
             Tensor? u = null;

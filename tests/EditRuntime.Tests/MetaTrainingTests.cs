@@ -1,5 +1,6 @@
 using EditRuntime.Data;
 using EditRuntime.Editing;
+using EditRuntime.Models;
 using NUnit.Framework;
 
 namespace EditRuntime.Tests;
@@ -18,7 +19,7 @@ public class MetaTrainingTests
     private static List<Editing.EditRequest> Train(int n) =>
         SyntheticWorld.Generate(null, SyntheticWorld.DefaultSeed).MetaTrainRequests.Take(n).Select(EditorFixtures.FromWorld).ToList();
 
-    private static Dictionary<string, string> Small(string dir, int nEdits, string? msbpTraining = null, int numSeq = 1)
+    private static Dictionary<string, string> Small(string dir, int nEdits, string? msbpTraining = null, int numSeq = 1, string? rounds = null)
     {
         var d = new Dictionary<string, string>
         {
@@ -27,20 +28,24 @@ public class MetaTrainingTests
         };
         if (msbpTraining is not null) d["msbp_training"] = msbpTraining;
         d["num_seq"] = numSeq.ToString();
+        if (rounds is not null) d["round_networks"] = rounds;
         return d;
     }
 
     private static IReadOnlyList<MetaTrainingStep> Run(string backend, string editorName, string dir, IReadOnlyList<Editing.EditRequest> data,
-        int nEdits, int epochs, int? steps, bool resume = false, string? msbpTraining = null, int numSeq = 1, Action<EditorContext>? after = null)
+        int nEdits, int epochs, int? steps, bool resume = false, string? msbpTraining = null, int numSeq = 1, Action<EditorContext>? after = null,
+        string? rounds = null, Action<IEditor>? edit = null)
     {
         using var s = EditorFixtures.Open(backend);
-        using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, nEdits, msbpTraining, numSeq));
+        using var editor = EditorRegistry.Create(editorName, s.Ctx, Family, null, Small(dir, nEdits, msbpTraining, numSeq, rounds));
         try
         {
-        return ((IMetaTrainable)editor).MetaTrain(data, new MetaTrainingOptions
+        var steps_ = ((IMetaTrainable)editor).MetaTrain(data, new MetaTrainingOptions
         {
             OutDirectory = dir, Epochs = epochs, MaxSteps = steps, CheckpointEvery = 1, Resume = resume,
         });
+        edit?.Invoke(editor);
+        return steps_;
         }
         finally { after?.Invoke(s.Ctx); }
     }
@@ -56,14 +61,15 @@ public class MetaTrainingTests
     [TestCase("MEND", null)]
     [TestCase("EMSEdit", "reverted")]
     [TestCase("EMSEdit", "chained")]
-    public void The_first_three_meta_steps_on_Vulkan_equal_Torch_s(string editorName, string? msbpTraining)
+    [TestCase("EMSEdit", "chained", "per_round", 3)]
+    public void The_first_three_meta_steps_on_Vulkan_equal_Torch_s(string editorName, string? msbpTraining, string? rounds = null, int numSeq = 1)
     {
         var data = Train(24);
         string dt = TempDir(editorName + "-torch"), dv = TempDir(editorName + "-vulkan");
         try
         {
-            var torch = Run("torch", editorName, dt, data, 8, 1, 3, msbpTraining: msbpTraining);
-            var vulkan = Run("vulkan", editorName, dv, data, 8, 1, 3, msbpTraining: msbpTraining);
+            var torch = Run("torch", editorName, dt, data, 8, 1, 3, msbpTraining: msbpTraining, rounds: rounds, numSeq: numSeq);
+            var vulkan = Run("vulkan", editorName, dv, data, 8, 1, 3, msbpTraining: msbpTraining, rounds: rounds, numSeq: numSeq);
             Assert.That(torch, Has.Count.EqualTo(3));
             Assert.That(vulkan, Has.Count.EqualTo(3));
             for (int i = 0; i < 3; i++)
@@ -219,6 +225,55 @@ public class MetaTrainingTests
         finally
         {
             foreach (var d in new[] { one, three, resumed }) Directory.Delete(d, true);
+        }
+    }
+
+    [Test]
+    public void Per_round_networks_have_rank_over_round_plus_one_all_train_and_a_file_of_the_other_kind_is_refused()
+    {
+        var data = Train(16);
+        string dir = TempDir("per-round");
+        try
+        {
+            System.Text.Json.Nodes.JsonObject? diag = null;
+            var steps = Run("torch", "EMSEdit", dir, data, 8, 1, null, msbpTraining: "chained", numSeq: 2, rounds: "per_round",
+                edit: e => { e.Edit(EditorFixtures.Requests(4)); diag = ((IEditorDiagnostics)e).Diagnostics(); });
+            Assert.That(steps, Has.Count.EqualTo(2));
+            string file = Path.Combine(dir, "hypernet.safetensors");
+            using (var f = SafeTensorsFile.Open(file))
+            {
+                var round0 = f.Names.Where(n => n.StartsWith("net.", StringComparison.Ordinal) && !n.StartsWith("net.round", StringComparison.Ordinal) && n.EndsWith(".block0.A", StringComparison.Ordinal)).ToList();
+                var round1 = f.Names.Where(n => n.StartsWith("net.round1.", StringComparison.Ordinal) && n.EndsWith(".block0.A", StringComparison.Ordinal)).ToList();
+                Assert.That(round0, Has.Count.EqualTo(1), "one weight shape: one round-0 net");
+                Assert.That(round1, Has.Count.EqualTo(1), "and one round-1 net");
+                Assert.That(f.Read(round0[0]).Shape[1], Is.EqualTo(32), "round 0: the full rank");
+                Assert.That(f.Read(round1[0]).Shape[1], Is.EqualTo(16), "round 1: rank / 2");
+                Assert.That(f.Names.Any(n => n.StartsWith("net.round2.", StringComparison.Ordinal)), Is.False, "two rounds, two nets");
+                // B starts at 0 in every block: a non-zero B is a net that took gradient steps.
+                foreach (var prefix in new[] { round0[0], round1[0] })
+                    Assert.That(f.Read(prefix[..^1] + "B").Data.Any(v => v != 0), $"{prefix[..^8]} was trained");
+                Assert.That(f.Metadata["round_networks"], Is.EqualTo("per_round:2"));
+            }
+            var coefficients = diag!["coefficients"]!.AsArray();
+            Assert.That(coefficients.Select(c => (int)c!["round"]!).Distinct(), Is.EquivalentTo(new[] { 0, 1 }), "each round edits with its own coefficients");
+
+            // The same file under one shared net (or another number of rounds) is refused, naming both.
+            using var s = EditorFixtures.Open("torch");
+            var shared = Small(dir, 8, "chained", 1, "shared");
+            var e1 = Assert.Throws<InvalidDataException>(() => EditorRegistry.Create("EMSEdit", s.Ctx, Family, null, shared).Dispose());
+            Assert.That(e1!.Message, Does.Contain("one network per round for 2 rounds").And.Contain("one network shared by all rounds"));
+            var three = Small(dir, 8, "chained", 1, "per_round");
+            three["iters"] = "3";
+            var e2 = Assert.Throws<InvalidDataException>(() => EditorRegistry.Create("EMSEdit", s.Ctx, Family, null, three).Dispose());
+            Assert.That(e2!.Message, Does.Contain("for 3 rounds"));
+            // Per-round nets are trained on the rounds they edit: reverted rounds cannot train them.
+            var reverted = Small(Path.Combine(dir, "none"), 8, "reverted", 1, "per_round");
+            var e3 = Assert.Throws<HyperParameterException>(() => EditorRegistry.Create("EMSEdit", s.Ctx, Family, null, reverted).Dispose());
+            Assert.That(e3!.Message, Does.Contain("round_networks").And.Contain("chained"));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
         }
     }
 }
