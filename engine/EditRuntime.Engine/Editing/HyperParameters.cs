@@ -233,12 +233,13 @@ public sealed class HyperParameters
     public IReadOnlyList<int> IntList(string key, int min = int.MinValue, int max = int.MaxValue)
     {
         var node = Node(key);
-        string expected = $"a non-empty list of integers in [{min}, {max}]";
+        string expected = $"a non-empty list of integers in [{min}, {max}] (a JSON array, one comma-separated string, or one integer)";
         IEnumerable<JsonNode?> items = node switch
         {
             JsonArray a => a,
             JsonValue s when s.GetValueKind() == JsonValueKind.String =>
                 s.GetValue<string>().Split(',', StringSplitOptions.TrimEntries).Select(t => (JsonNode?)ParseOverride(t)),
+            JsonValue n when n.GetValueKind() == JsonValueKind.Number => [n],   // --set key=5: a list of one
             _ => throw Wrong(key, expected, node),
         };
         var list = new List<int>();

@@ -36,17 +36,27 @@ public static class BuiltinModels
         }
         string name = data[DataPrefix.Length..];
         if (!DataNames.Contains(name)) throw new ArgumentException($"{flag} {data}: no built-in dataset \"{name}\"; choose one of {string.Join(", ", DataNames.Select(n => DataPrefix + n))}.");
-        string model = TinyPath ?? throw new DirectoryNotFoundException($"{flag} {data}: the built-in model models/{Name} was not found above {AppContext.BaseDirectory} or the working directory.");
+        return Path.Combine(WorldDirectory($"{flag} {data}"), name + ".json");
+    }
+
+    /// <summary>The built-in world's text corpus (models/editrt-tiny/data/corpus.txt, written first if missing): what the
+    /// built-in model was trained on, and the default corpus of the key statistics.</summary>
+    public static string CorpusPath(string what) => Path.Combine(WorldDirectory(what), "corpus.txt");
+
+    /// <summary>The built-in world's folder, written (once) from the model's recipe seed when incomplete.</summary>
+    private static string WorldDirectory(string what)
+    {
+        string model = TinyPath ?? throw new DirectoryNotFoundException($"{what}: the built-in model models/{Name} was not found above {AppContext.BaseDirectory} or the working directory.");
         string dir = Path.Combine(model, "data");
         // world.json is written last by WriteAll: its presence means the set is complete.
         if (!File.Exists(Path.Combine(dir, SyntheticWorld.WorldFile)))
         {
             string recipe = Path.Combine(model, "train_config.json");
             int seed = File.Exists(recipe) ? TrainRecipe.Load(recipe).WorldSeed : 1234;
-            Console.Error.WriteLine($"{flag} {data}: writing the built-in world (seed {seed}) to {dir} (once)");
+            Console.Error.WriteLine($"{what}: writing the built-in world (seed {seed}) to {dir} (once)");
             SyntheticWorld.Generate(null, seed).WriteAll(dir);
         }
-        return Path.Combine(dir, name + ".json");
+        return dir;
     }
 
     private static string? Find()
