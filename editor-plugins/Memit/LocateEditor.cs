@@ -259,6 +259,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     protected (float[] Target, float[] H0, JsonObject Stats) TargetValues(IReadOnlyList<EditRequest> requests)
     {
         int d = Ctx.Model.Config.NEmbd;
+        var sw = Stopwatch.StartNew();
         var h0 = Hidden(requests);
         var delta = new float[h0.Length];
         double lossFirst = 0, lossLast = 0;
@@ -269,6 +270,9 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             var (first, last, steps, dChunk) = Optimise(chunk, h0.AsSpan(start * d, chunk.Count * d).ToArray());
             Array.Copy(dChunk, 0, delta, (long)start * d, dChunk.Length);
             lossFirst += first; lossLast += last; stepsTaken += steps;
+            // Progress on a long batch: one line per sub-batch (stderr), as the other long steps of the CLI report.
+            if (requests.Count > _subBatch)
+                Console.Error.WriteLine($"{Name}: target vectors {start + chunk.Count}/{requests.Count} ({sw.Elapsed.TotalSeconds:F1} s)");
         }
         var target = new float[h0.Length];
         for (long i = 0; i < target.Length; i++) target[i] = h0[i] + delta[i];
