@@ -26,6 +26,7 @@ public sealed class BackendOpsTests : GpuTest
         {
             Assert.That(be.Ops<ILoraOps>(), Is.SameAs(be), be.Name);
             Assert.That(be.Ops<IMoEOps>(), Is.SameAs(be), be.Name);
+            Assert.That(be.Ops<ILlamaOps>(), Is.SameAs(be), be.Name);
         }
     }
 
@@ -78,6 +79,19 @@ public sealed class BackendOpsTests : GpuTest
         ("moe gate gWeights", b => b.Ops<IMoEOps>().MoeGateTopKBackward(F(b, 3, 4), 2, F(b, 3, 1))),
         ("grouped offsets", b => b.Ops<IMoEOps>().GroupedMatmul(F(b, 6, 3), F(b, 2, 3, 4), I(b, 2))),
         ("combine position", b => b.Ops<IMoEOps>().MoeCombine(F(b, 6, 4), F(b, 3, 2), F(b, 6))),
+        ("rms_norm weight", b => b.Ops<ILlamaOps>().RmsNorm(F(b, 3, 4), F(b, 5))),
+        ("rms_norm eps", b => b.Ops<ILlamaOps>().RmsNorm(F(b, 3, 4), F(b, 4), float.NaN)),
+        ("rms_norm_backward gy", b => b.Ops<ILlamaOps>().RmsNormBackward(F(b, 3, 4), F(b, 4), F(b, 4, 3))),
+        ("rope rank", b => b.Ops<ILlamaOps>().Rope(F(b, 2, 3, 4), F(b, 2), 0)),
+        ("rope odd head dimension", b => b.Ops<ILlamaOps>().Rope(F(b, 1, 2, 3, 5), F(b, 2), 0)),
+        ("rope invFreq", b => b.Ops<ILlamaOps>().Rope(F(b, 1, 2, 3, 4), F(b, 4), 0)),
+        ("rope start", b => b.Ops<ILlamaOps>().Rope(F(b, 1, 2, 3, 4), F(b, 2), -1)),
+        ("rope far start", b => b.Ops<ILlamaOps>().Rope(F(b, 1, 2, 3, 4), F(b, 2), (1 << 24) - 2)),
+        ("rope offsets dtype", b => b.Ops<ILlamaOps>().Rope(F(b, 2, 2, 3, 4), F(b, 2), 0, F(b, 2))),
+        ("rope offsets shape", b => b.Ops<ILlamaOps>().Rope(F(b, 2, 2, 3, 4), F(b, 2), 0, I(b, 3))),
+        ("rope_backward invFreq", b => b.Ops<ILlamaOps>().RopeBackward(F(b, 3), F(b, 1, 2, 3, 4), 0)),
+        ("silu_mul shapes", b => b.Ops<ILlamaOps>().SiluMul(F(b, 3, 4), F(b, 4, 3))),
+        ("silu_mul_backward gy", b => b.Ops<ILlamaOps>().SiluMulBackward(F(b, 3, 4), F(b, 3, 4), F(b, 3))),
     ];
 
     private static Tensor F(IBackend b, params int[] shape) => b.FromArray(new float[shape.Aggregate(1, (x, d) => x * d)], shape);

@@ -86,7 +86,7 @@ public static partial class OpValidation
             (t, x) => ClusterLookup(t, x), Reduction, HasBackward: false),
         new("adam_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, new AdamConfig(1e-2f, WeightDecay: 0.1f)), Elementwise, HasBackward: false),
         new("adamw_step", [F(37, 129), F(37, 129)], (t, x) => Adam(t, x, AdamConfig.AdamW(1e-2f, 0.1f)), Elementwise, HasBackward: false),
-    }.Concat(MoeCases()).Concat(HyperNetCases()).ToList(); // mixture of experts: OpValidation.MoE.cs; hyper-network editors and SPD solves: OpValidation.HyperNet.cs
+    }.Concat(MoeCases()).Concat(HyperNetCases()).Concat(LlamaCases()).ToList(); // mixture of experts: OpValidation.MoE.cs; hyper-network editors and SPD solves: OpValidation.HyperNet.cs; LLaMA-family ops: OpValidation.Llama.cs
 
     private static Var Axpy(Tape t, Var[] x)
     {

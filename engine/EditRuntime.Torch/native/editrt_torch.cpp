@@ -816,3 +816,7 @@ ET_API int et_gpt2_loss_grads(const et_tensor* params, int n_params, int n_layer
 // ====================================================================== hyper-network editors (MEND, MALMEN) and SPD solves
 
 #include "editrt_torch_hypernet.h"
+
+// ====================================================================== LLaMA-family ops (RMSNorm, RoPE, SwiGLU's gated product)
+
+#include "editrt_torch_llama.h"
