@@ -71,27 +71,7 @@ var benchOps = new Command("ops", "Time per op (forward and backward) on each ba
 foreach (var o in new Option[] { benchBackendsOption, benchOpsOption, opsRepeatOption }) benchOps.Options.Add(o);
 benchOps.SetAction(r => Cli.Run(() => BenchOpsCommand.Run(Options(r), r.GetValue(benchBackendsOption)!, r.GetValue(benchOpsOption), r.GetValue(opsRepeatOption))));
 bench.Subcommands.Add(benchOps);
-var bmBackend = new Option<string>("--backend") { Description = "vulkan, torch, or both.", DefaultValueFactory = _ => "both" };
-var bmBatch = new Option<int>("--batch") { Description = "Sequences per batch.", DefaultValueFactory = _ => 4 };
-var bmSeq = new Option<int>("--seq") { Description = "Tokens per sequence.", DefaultValueFactory = _ => 32 };
-var bmRepeat = new Option<int>("--repeat") { Description = "Timed runs (median).", DefaultValueFactory = _ => 3 };
-var bmDims = new Option<string?>("--dims") { Description = "Extra model shape vocab,positions,embd,layers,heads (e.g. the planned built-in model)." };
-var bmNoGpt2 = new Option<bool>("--no-gpt2") { Description = "Skip the gpt2-124M-shaped model." };
-var benchModel = new Command("model", "Forward tokens/s and forward+backward step time per backend, on a gpt2-124M-shaped random model (and --dims).");
-foreach (var o in new Option[] { bmBackend, bmBatch, bmSeq, bmRepeat, bmDims, bmNoGpt2 }) benchModel.Options.Add(o);
-benchModel.SetAction(r => Cli.Run(() =>
-{
-    var models = new List<(string, EditRuntime.Models.Gpt2Config)>();
-    if (r.GetValue(bmDims) is string d)
-    {
-        var v = d.Split(',').Select(int.Parse).ToArray();
-        if (v.Length != 5) throw new ArgumentException("--dims: vocab,positions,embd,layers,heads");
-        models.Add(($"custom {d}", new EditRuntime.Models.Gpt2Config { VocabSize = v[0], NPositions = v[1], NEmbd = v[2], NLayer = v[3], NHead = v[4], BosTokenId = v[0] - 1, EosTokenId = v[0] - 1 }));
-    }
-    if (!r.GetValue(bmNoGpt2)) models.Add(("gpt2-124M (random)", BenchModelCommand.Gpt2Small));
-    return BenchModelCommand.Run(Options(r), r.GetValue(bmBackend)!, models, r.GetValue(bmBatch), r.GetValue(bmSeq), r.GetValue(bmRepeat));
-}));
-bench.Subcommands.Add(benchModel);
+bench.Subcommands.Add(BenchModelCommand.Create(Options));
 var ttSplits = new Option<string>("--splits") { Description = "Comma-separated TORCHxBLAS thread splits (libtorch intra-op threads x OpenBLAS pool), the first is the base of the ratios.", DefaultValueFactory = _ => $"{Environment.ProcessorCount}x1,{Environment.ProcessorCount}x{Environment.ProcessorCount},1x1,1x{Environment.ProcessorCount}" };
 var ttRounds = new Option<int>("--rounds") { Description = "Round-robin rounds over the splits (median).", DefaultValueFactory = _ => 5 };
 var ttSizes = new Option<string>("--sizes") { Description = "Square matmul sizes.", DefaultValueFactory = _ => "256,1024,2048" };
