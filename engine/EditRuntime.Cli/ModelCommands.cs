@@ -20,6 +20,7 @@ internal static class ModelCommands
 
     public static int Generate(DeviceOptions options, string backendName, string dir, string prompt, int maxTokens)
     {
+        if (LlamaDirectory.IsLlamaFolder(dir)) return GenerateLlama(options, backendName, dir, prompt, maxTokens);
         var md = ModelDirectory.Load(dir);
         var tok = md.Tokenizer;
         var ids = md.EncodePrompt(prompt);
@@ -39,6 +40,32 @@ internal static class ModelCommands
         var text = tok.Decode(generated.Where(i => i != tok.EndOfTextId));
         Console.WriteLine(prompt + text);
         Console.Error.WriteLine($"[{be.Name}: {generated.Length} tokens in {s:0.00} s, {generated.Length / s:0.0} tokens/s, greedy with a key/value cache]");
+        return 0;
+    }
+
+    /// <summary>generate on a LLaMA-family folder (config.json's model_type llama, qwen2 or mistral): the prompt after
+    /// tokenizer.json's template prefix (the BOS), greedy with a key/value cache, stopping at config.json's eos_token_id.</summary>
+    private static int GenerateLlama(DeviceOptions options, string backendName, string dir, string prompt, int maxTokens)
+    {
+        var ld = LlamaDirectory.Load(dir);
+        var ids = ld.EncodePrompt(prompt);
+        if (ids.Length == ld.Tokenizer.TemplatePrefixIds.Count) throw new ArgumentException("--prompt: the prompt has no tokens.");
+        if (maxTokens < 0) throw new ArgumentException($"--max-tokens: {maxTokens} is negative; give 0 or more.");
+        int positions = ld.Config.MaxPositionEmbeddings;
+        if (ids.Length > positions)
+            throw new ArgumentException($"--prompt: {ids.Length} tokens exceed the model's {positions} positions (max_position_embeddings).");
+        int most = LlamaModel.MaxNewTokens(ld.Config, ids.Length);
+        if (maxTokens > most)
+            throw new ArgumentException($"--max-tokens: {maxTokens} tokens after a prompt of {ids.Length} exceed the model's {positions} positions; at most {most} can follow this prompt.");
+        using var be = BackendFactory.Create(backendName, options);
+        using var model = new LlamaModel(be, ld.Config, ld.Weights);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var generated = model.GenerateGreedy(ids, maxTokens, ld.StopIds.ToHashSet());
+        double s = sw.Elapsed.TotalSeconds;
+        // The stop token (an end-of-sequence id) ends the text and is not printed, as <|endoftext|> on GPT-2.
+        var shown = generated.Length > 0 && ld.StopIds.Contains(generated[^1]) ? generated[..^1] : generated;
+        Console.WriteLine(prompt + ld.Tokenizer.Decode(shown));
+        Console.Error.WriteLine($"[{be.Name}: {generated.Length} tokens in {s:0.00} s, {generated.Length / s:0.0} tokens/s, greedy with a key/value cache, {ld.Config.ModelType}]");
         return 0;
     }
 

@@ -101,10 +101,17 @@ root.Subcommands.Add(validate);
 var modelOption = new Option<string>("--model") { Description = "Model directory in the Hugging Face GPT-2 layout (config.json, model.safetensors, vocab.json, merges.txt).", Required = true };
 var promptOption = new Option<string>("--prompt") { Description = "Prompt text.", Required = true };
 var mBackendOption = new Option<string>("--backend") { Description = "vulkan or torch.", DefaultValueFactory = _ => "vulkan" };
-var maxTokensOption = new Option<int>("--max-tokens") { Description = "Tokens to generate (stops earlier at <|endoftext|>).", DefaultValueFactory = _ => 20 };
-var generate = new Command("generate", "Greedy generation with a key/value cache.");
-foreach (var o in new Option[] { modelOption, promptOption, mBackendOption, maxTokensOption }) generate.Options.Add(o);
-generate.SetAction(r => Cli.Run(() => ModelCommands.Generate(Options(r), r.GetValue(mBackendOption)!, r.GetValue(modelOption)!, r.GetValue(promptOption)!, r.GetValue(maxTokensOption))));
+var maxTokensOption = new Option<int>("--max-tokens") { Description = "Tokens to generate (stops earlier at <|endoftext|> on GPT-2, at config.json's eos_token_id on LLaMA-family folders).", DefaultValueFactory = _ => 20 };
+var genModelOption = new Option<string>("--model")
+{
+    Description = "Model directory: the Hugging Face GPT-2 layout (config.json, model.safetensors, vocab.json, merges.txt), or a LLaMA-family folder " +
+                  "as published (config.json with model_type llama, qwen2 or mistral; model.safetensors or model.safetensors.index.json; tokenizer.json; " +
+                  "generation_config.json is ignored), told apart by config.json's model_type.",
+    Required = true,
+};
+var generate = new Command("generate", "Greedy generation with a key/value cache; LLaMA-family prompts start with what tokenizer.json's template prepends (the BOS).");
+foreach (var o in new Option[] { genModelOption, promptOption, mBackendOption, maxTokensOption }) generate.Options.Add(o);
+generate.SetAction(r => Cli.Run(() => ModelCommands.Generate(Options(r), r.GetValue(mBackendOption)!, r.GetValue(genModelOption)!, r.GetValue(promptOption)!, r.GetValue(maxTokensOption))));
 root.Subcommands.Add(generate);
 
 var targetOption = new Option<string>("--target") { Description = "Target text scored after the prompt (include its leading space, e.g. \" Paris\").", Required = true };
