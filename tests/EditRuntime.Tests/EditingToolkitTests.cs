@@ -50,7 +50,7 @@ public sealed class EditingToolkitTests
     [Test]
     public void Booleans_strings_and_lists_take_only_their_type()
     {
-        var hp = Hp("""{"t": true, "s": "true", "n": null, "a": [1, 2], "o": {"x": 1}, "p": "after", "l": ["h.0.mlp.c_fc", " h.1.mlp.c_fc"], "dup": ["x", "x"], "e": []}""");
+        var hp = Hp("""{"t": true, "s": "true", "n": null, "a": [1, 2], "o": {"x": 1}, "p": "after", "l": ["h.0.mlp.c_fc", " h.1.mlp.c_fc"], "dup": ["x", "x"], "e": [], "t2": 7}""");
         Assert.That(hp.Bool("t"), Is.True);
         Assert.That(Refused(() => hp.Bool("s")), Does.Contain("true or false").And.Contain("got the string \"true\""), "a JSON boolean, not the string");
         Assert.That(Refused(() => hp.Int("n")), Does.Contain("got null"));
@@ -64,6 +64,13 @@ public sealed class EditingToolkitTests
         Assert.That(hp.IntList("a", 0, 5), Is.EqualTo(new[] { 1, 2 }));
         Assert.That(Refused(() => hp.IntList("a", 0, 1)), Does.Contain("[0, 1]"));
         Assert.That(Refused(() => hp.Int("missing")), Does.Contain("\"missing\"").And.Contain("missing"));
+        // A lone surrogate escape is valid JSON but not text: refused as a wrong value, for every string reader.
+        var bad = Hp("""{"s": "ab\ud800", "l": ["x", "\udc00"], "i": "1,\ud800"}""");
+        Assert.That(Refused(() => bad.String("s")), Does.Contain("unpaired UTF-16 surrogate").And.Contain("\"s\""));
+        Assert.That(Refused(() => bad.StringList("l")), Does.Contain("unpaired UTF-16 surrogate"));
+        Assert.That(Refused(() => bad.StringList("s")), Does.Contain("unpaired UTF-16 surrogate"));
+        Assert.That(Refused(() => bad.IntList("i")), Does.Contain("unpaired UTF-16 surrogate"));
+        Assert.That(hp.IntList("t2", 0, 9), Is.EqualTo(new[] { 7 }), "one integer is a list of one (--set key=7)");
     }
 
     [Test]

@@ -199,13 +199,21 @@ public sealed class HyperParameters
         throw Wrong(key, "true or false", node);
     }
 
+    /// <summary>A JSON string's text; an escape that leaves half a UTF-16 surrogate pair ("\ud800") is not text, and is
+    /// refused as the key's wrong value rather than escaping as the JSON reader's InvalidOperationException.</summary>
+    private string Text(JsonValue v, string key, string expected, JsonNode? node)
+    {
+        try { return v.GetValue<string>(); }
+        catch (InvalidOperationException) { throw Wrong(key, expected + " (its text holds an unpaired UTF-16 surrogate escape)", node); }
+    }
+
     /// <summary>A non-empty string; with <paramref name="allowed"/>, one of those.</summary>
     public string String(string key, params string[] allowed)
     {
         var v = Scalar(key, out var node);
         string expected = allowed.Length == 0 ? "a non-empty string" : "one of " + string.Join(", ", allowed.Select(a => $"\"{a}\""));
         if (v.GetValueKind() != JsonValueKind.String) throw Wrong(key, expected, node);
-        var s = v.GetValue<string>();
+        var s = Text(v, key, expected, node);
         if (s.Length == 0 || (allowed.Length > 0 && !allowed.Contains(s, StringComparer.Ordinal))) throw Wrong(key, expected, node);
         return s;
     }
@@ -220,9 +228,9 @@ public sealed class HyperParameters
         string expected = "a non-empty list of strings" + (distinct ? " without repeats" : "") + " (a JSON array, or one comma-separated string)";
         List<string> list;
         if (node is JsonArray a)
-            list = a.Select(n => n is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>().Trim() : throw Wrong(key, expected, node)).ToList();
+            list = a.Select(n => n is JsonValue v && v.GetValueKind() == JsonValueKind.String ? Text(v, key, expected, node).Trim() : throw Wrong(key, expected, node)).ToList();
         else if (node is JsonValue s && s.GetValueKind() == JsonValueKind.String)
-            list = s.GetValue<string>().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+            list = Text(s, key, expected, node).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         else throw Wrong(key, expected, node);
         if (list.Count == 0 || list.Any(x => x.Length == 0) || (distinct && list.Distinct(StringComparer.Ordinal).Count() != list.Count)) throw Wrong(key, expected, node);
         _read.Add(key);
@@ -238,7 +246,7 @@ public sealed class HyperParameters
         {
             JsonArray a => a,
             JsonValue s when s.GetValueKind() == JsonValueKind.String =>
-                s.GetValue<string>().Split(',', StringSplitOptions.TrimEntries).Select(t => (JsonNode?)ParseOverride(t)),
+                Text(s, key, expected, node).Split(',', StringSplitOptions.TrimEntries).Select(t => (JsonNode?)ParseOverride(t)),
             JsonValue n when n.GetValueKind() == JsonValueKind.Number => [n],   // --set key=5: a list of one
             _ => throw Wrong(key, expected, node),
         };
@@ -308,7 +316,13 @@ public sealed class HyperParameters
         new($"{SourceOf(key)}: hyper-parameter \"{key}\" of {Editor} must be {expected}, got {Describe(got)}.");
 
     /// <summary>A received value as the user wrote it (numbers keep their digits; NaN and ∞ from --set too).</summary>
-    public static string Describe(JsonNode? node) => node switch
+    public static string Describe(JsonNode? node)
+    {
+        try { return DescribeValue(node); }
+        catch (InvalidOperationException) { return "a value whose text holds an unpaired UTF-16 surrogate escape"; }   // not writable as JSON text
+    }
+
+    private static string DescribeValue(JsonNode? node) => node switch
     {
         null => "null",
         JsonArray a => "the list " + Truncate(a.ToJsonString()),
