@@ -203,6 +203,16 @@ public sealed partial class Tape : IDisposable
         return Record(Backend.Embedding(ids.Value, table.Value), [table], g => [Backend.EmbeddingBackward(ids.Value, g, vocab)], "embedding");
     }
 
+    /// <summary>The listed rows (rows, C) of x's flattened positions (x (B, T, C) → (B·T, C)): what a loss on a few positions
+    /// sends through a model's head. The backward scatters into x. The row ids live as long as the tape.</summary>
+    public Var GatherRows(Var x, int[] rows)
+    {
+        int n = x.Shape[0] * x.Shape[1];
+        var rowsT = Backend.FromArray(rows, rows.Length);
+        OnDispose([rowsT]);
+        return Embedding(Constant(rowsT), Reshape(x, n, x.Shape[2]));
+    }
+
     public Var CrossEntropy(Var logits, Var targets, int ignoreIndex = -100) =>
         Record(Backend.CrossEntropy(logits.Value, targets.Value, ignoreIndex), [logits],
             g => [Backend.CrossEntropyBackward(logits.Value, targets.Value, g, ignoreIndex)], "cross_entropy");

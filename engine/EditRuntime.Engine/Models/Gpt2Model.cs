@@ -240,13 +240,7 @@ public sealed class Gpt2Model : IDisposable
     /// the flattened (B·T) positions only — what a loss or a score needs, without the rest of the vocabulary matmul.</summary>
     private Var Head(Tape tape, IReadOnlyDictionary<string, Var> p, Var x, int[]? rows)
     {
-        if (rows is not null)
-        {
-            int n = x.Shape[0] * x.Shape[1];
-            var rowsT = Backend.FromArray(rows, rows.Length);
-            tape.OnDispose([rowsT]);
-            x = tape.Embedding(tape.Constant(rowsT), tape.Reshape(x, n, x.Shape[2]));   // gather (rows, C); backward scatters
-        }
+        if (rows is not null) x = tape.GatherRows(x, rows);
         x = tape.LayerNorm(x, p["ln_f.weight"], p["ln_f.bias"], (float)Config.LayerNormEpsilon);
         return tape.Matmul(x, p["wte.weight"], transB: true);
     }

@@ -150,13 +150,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Final RMSNorm and the LM head: (B, T, V), or (rows, V) for the listed rows of the flattened positions.</summary>
     private Var Head(Tape tape, IReadOnlyDictionary<string, Var> p, Var x, int[]? rows)
     {
-        if (rows is not null)
-        {
-            int n = x.Shape[0] * x.Shape[1];
-            var rowsT = Backend.FromArray(rows, rows.Length);
-            tape.OnDispose([rowsT]);
-            x = tape.Embedding(tape.Constant(rowsT), tape.Reshape(x, n, x.Shape[2]));   // gather (rows, C); backward scatters
-        }
+        if (rows is not null) x = tape.GatherRows(x, rows);
         x = tape.RmsNorm(x, p["model.norm.weight"], (float)Config.RmsNormEps);
         return tape.Matmul(x, p[Config.TieWordEmbeddings ? LlamaCheckpoint.EmbedName : LlamaCheckpoint.LmHeadName], transB: true);
     }
