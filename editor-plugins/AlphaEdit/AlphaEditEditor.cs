@@ -68,8 +68,7 @@ public sealed class AlphaEditEditor : LocateEditor
 
     protected override JsonObject EditBatch(IReadOnlyList<EditRequest> batch)
     {
-        _ = Covariances;
-        var spd = Be.Ops<ISpdSolveOps>();
+        var spd = Be.Ops<ISpdSolveOps>();   // LocateEditor.Edit has loaded the statistics (and built P) before this
         var info = Spread(batch, (i, k, r) =>
         {
             var p = _projectors![i];

@@ -37,7 +37,13 @@ public sealed class LlamaGenerationTests : GpuTest
         _ => throw new ArgumentException(name),
     };
 
-    private int[] RandomIds(int n, int vocab) => Enumerable.Range(0, n).Select(_ => Rng.Next(vocab)).ToArray();
+    private int[] RandomIds(int n, int vocab) => RandomIds(Rng, n, vocab);
+    private static int[] RandomIds(Random rng, int n, int vocab) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
+
+    /// <summary>Greedy equality compares argmaxes: on fresh random weights a near tie (top-2 gap under the ~1e-6 the cache
+    /// may differ by) could flip a token, so these tests draw their weights and prompts from fixed seeds whose smallest
+    /// gap is printed (1.4e-2 qwen2, 8.2e-2 llama3 at this seed, 10⁴ times the cache's difference), and their outcome is the same on every run.</summary>
+    private const int GreedySeed = 20261206;
 
     [TestCase("llama3", "vulkan"), TestCase("llama3", "torch"), TestCase("qwen2", "vulkan"), TestCase("qwen2", "torch")]
     public void Each_cached_step_equals_the_full_recomputation(string layout, string backend)
@@ -87,8 +93,9 @@ public sealed class LlamaGenerationTests : GpuTest
     public void Greedy_generation_with_the_cache_gives_the_tokens_of_full_recomputation(string layout, string backend)
     {
         var cfg = Layout(layout);
-        using var model = new LlamaModel(Backend(backend), cfg, LlamaCheckpoint.RandomWeights(cfg, Rng.Next(), std: 0.15f));
-        var prompt = RandomIds(5, cfg.VocabSize);
+        var rng = new Random(GreedySeed);
+        using var model = new LlamaModel(Backend(backend), cfg, LlamaCheckpoint.RandomWeights(cfg, rng.Next(), std: 0.15f));
+        var prompt = RandomIds(rng, 5, cfg.VocabSize);
         var withCache = model.GenerateGreedy(prompt, 16);
         var (without, gap) = GreedyUncached(model, prompt, 16);
         TestContext.Out.WriteLine($"{layout} {backend}: {string.Join(' ', withCache)} (smallest top-2 logit gap {gap:0.0e+00})");
@@ -100,8 +107,9 @@ public sealed class LlamaGenerationTests : GpuTest
     public void Generation_runs_to_the_last_position_and_stops_at_a_stop_id(string backend)
     {
         var cfg = Layout("qwen2");   // 64 positions
-        using var model = new LlamaModel(Backend(backend), cfg, LlamaCheckpoint.RandomWeights(cfg, Rng.Next(), std: 0.15f));
-        var prompt = RandomIds(58, cfg.VocabSize);
+        var rng = new Random(GreedySeed);
+        using var model = new LlamaModel(Backend(backend), cfg, LlamaCheckpoint.RandomWeights(cfg, rng.Next(), std: 0.15f));
+        var prompt = RandomIds(rng, 58, cfg.VocabSize);
         int room = LlamaModel.MaxNewTokens(cfg, prompt.Length);
         Assert.That(room, Is.EqualTo(7));
         var tokens = model.GenerateGreedy(prompt, 100);
