@@ -476,7 +476,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     protected JsonObject Spread(IReadOnlyList<EditRequest> batch, Func<int, Tensor, Tensor, Tensor> solve)
     {
         var sw = Stopwatch.StartNew();
-        var (z, _, zStats) = TargetValues(batch);
+        var (z, h0, zStats) = TargetValues(batch);
         double zS = sw.Elapsed.TotalSeconds;
         double keysS = 0, solveS = 0;
         int d = Ctx.Model.Config.NEmbd;
@@ -484,7 +484,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         {
             sw.Restart();
             using var k = Keys(i, batch);
-            var h = Hidden(batch);
+            var h = i == 0 ? h0 : Hidden(batch);   // the first site sees the model TargetValues read h₀ from
             var r = new float[h.Length];
             for (long x = 0; x < r.Length; x++) r[x] = (z[x] - h[x]) / (Sites.Length - i);
             using var rt = Be.FromArray(r, batch.Count, d);
