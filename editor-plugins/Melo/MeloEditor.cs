@@ -25,7 +25,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     private readonly string[] _loraSites;
     private readonly int _blocks, _rank, _iters, _lrStep;
     /// <summary>Every site of ours is at or above this layer: training forwards start there from the stream
-    /// the frozen layers below give once per edit (<see cref="Gpt2Model.ResidualAt"/>).</summary>
+    /// the frozen layers below give once per edit (<see cref="ILanguageModel.ResidualAt"/>).</summary>
     private readonly int _fromLayer;
     private readonly float _lr, _gamma, _alpha, _scale;
     private readonly Dictionary<string, LoraBlockBank> _banks = new();
@@ -67,7 +67,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
                 throw hparams.Error("key_layer", $"must run before every LoRA layer, but {site} (lora_layers) does not come after {_keySite}");
         // The paper: alpha = r (total rank); block slices scaled by √(r/k) each → scale alpha/k on x·A_i·B_i.
         _scale = (_alpha == 0 ? _blocks * _rank : _alpha) / _rank;
-        _fromLayer = _loraSites.Append(_keySite).Min(Gpt2Model.SiteLayer);
+        _fromLayer = _loraSites.Append(_keySite).Min(model.Sites.Layer);
         long bankBytes = _loraSites.Sum(site => 4L * _blocks * _rank * model.Parameters[site + ".weight"].Shape.Sum());
         EditorMemory.Require(context, hparams, bankBytes, "LoRA banks", "num_blocks", "rank_per_block", "lora_layers");
 
@@ -103,7 +103,7 @@ public sealed class MeloEditor : IEditor, ILinearAdapter
     /// <summary>Trainable parameters of one edit batch (its block on every LoRA site).</summary>
     public long ParametersPerEdit => _banks.Values.Sum(b => b.ParametersPerBlock);
 
-    private static int Order(string site) => Gpt2Model.SiteOrder(site);
+    private int Order(string site) => _ctx.Model.Sites.Order(site);
 
     // ---------------------------------------------------------------- the adapters
 

@@ -51,19 +51,19 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         var model = context.Model;
         var sites = hparams.Sites("sites", model).ToArray();
         foreach (var s in sites)
-            if (!s.EndsWith(".mlp.c_proj", StringComparison.Ordinal))
-                throw hparams.Error("sites", $"names {s}: the keys of a locate-then-edit update are an MLP's hidden activations, so every site must be an h.N.mlp.c_proj");
+            if (model.Sites.Role(s) != SiteRole.MlpOut)
+                throw hparams.Error("sites", $"names {s}: the keys of a locate-then-edit update are an MLP's hidden activations, so every site must be an MLP's output projection ({model.Sites.Describe(SiteRole.MlpOut)})");
         if (siteCount is int count && sites.Length != count)
             throw hparams.Error("sites", $"names {sites.Length} sites; {Name} edits exactly {count}");
-        Sites = sites.OrderBy(Gpt2Model.SiteLayer).ToArray();
+        Sites = sites.OrderBy(model.Sites.Layer).ToArray();
         if (!Sites.SequenceEqual(sites)) throw hparams.Error("sites", "must be in ascending layer order (the update goes up the layers, each seeing the ones below edited)");
-        ZLayer = Gpt2Model.SiteLayer(Sites[^1]);
+        ZLayer = model.Sites.Layer(Sites[^1]);
         _steps = hparams.Int("v_num_grad_steps", 1, 10_000);
         _vLr = hparams.Float("v_lr", 0, 100, minExclusive: true);
         _vWd = hparams.Float("v_weight_decay", 0, 1e6f);
         _clamp = hparams.Float("clamp_norm_factor", 0, 1e6f, minExclusive: true);
         _klFactor = hparams.Float("kl_factor", 0, 1e6f);
-        _templateLengths = hparams.IntList("template_lengths", 1, model.Config.NPositions);
+        _templateLengths = hparams.IntList("template_lengths", 1, model.Shape.Positions);
         _templatesPerLength = hparams.Int("templates_per_length", 0, 1000);
         var corpus = hparams.String("mom2_corpus");
         // "builtin:corpus" is the built-in world's text (written on first use); a path is taken relative to the model.
@@ -154,7 +154,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         var rng = new SeededRandom(_seed);
         var list = new List<string> { "" };
         var md = Ctx.Directory;
-        int bos = md.Bos is null ? 0 : 1;
+        int bos = md.PromptPrefixLength;
         int k = 0;
         foreach (int length in _templateLengths)
             for (int n = 0; n < _templatesPerLength; n++, k++)
@@ -194,7 +194,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     protected Tensor Keys(int site, IReadOnlyList<EditRequest> requests, bool bareOnly = false)
     {
         var templates = bareOnly ? [""] : Templates;
-        int layer = Gpt2Model.SiteLayer(Sites[site]);
+        int layer = Ctx.Model.Sites.Layer(Sites[site]);
         int width = Ctx.Model.Parameters[Sites[site] + ".weight"].Shape[0];
         var keys = new float[(long)requests.Count * width];
         using var capture = Ctx.Model.Capture(Sites[site], SiteCapture.Keep.Input);
@@ -237,7 +237,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     /// each request's bare prompt's subject token, on the model as it is now.</summary>
     protected float[] Hidden(IReadOnlyList<EditRequest> requests)
     {
-        int d = Ctx.Model.Config.NEmbd;
+        int d = Ctx.Model.Shape.Width;
         var result = new float[(long)requests.Count * d];
         using var capture = TargetInResidual ? null : Ctx.Model.Capture(Sites[^1], SiteCapture.Keep.Output);
         for (int start = 0; start < requests.Count; start += _subBatch)
@@ -258,7 +258,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     /// as it is now, sub-batch by sub-batch (each request's δ has its own loss, Adam moments and early stop).</summary>
     protected (float[] Target, float[] H0, JsonObject Stats) TargetValues(IReadOnlyList<EditRequest> requests)
     {
-        int d = Ctx.Model.Config.NEmbd;
+        int d = Ctx.Model.Shape.Width;
         var sw = Stopwatch.StartNew();
         var h0 = Hidden(requests);
         var delta = new float[h0.Length];
@@ -288,7 +288,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
     private (double First, double Last, long Steps, float[] Delta) Optimise(List<EditRequest> chunk, float[] h0)
     {
         var model = Ctx.Model;
-        int d = model.Config.NEmbd, V = model.Config.VocabSize, n = chunk.Count;
+        int d = model.Shape.Width, V = model.Shape.VocabSize, n = chunk.Count;
         var templates = Templates;
         int nt = templates.Count;
         // Rows: per request its nt rewriting prompts (prompt behind a prefix, then the target but its last token), then
@@ -307,8 +307,8 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             {
                 var (promptIds, pos) = Locate(t, r);
                 var seq = promptIds.Concat(target[..^1]).ToArray();
-                if (seq.Length > model.Config.NPositions)
-                    throw new ArgumentException($"{Name}: request {r.Source}#{r.Index}: prompt and target take {seq.Length} tokens behind a context prefix, the model reads {model.Config.NPositions} (shorten template_lengths).");
+                if (seq.Length > model.Shape.Positions)
+                    throw new ArgumentException($"{Name}: request {r.Source}#{r.Index}: prompt and target take {seq.Length} tokens behind a context prefix, the model reads {model.Shape.Positions} (shorten template_lengths).");
                 int row = seqs.Count;
                 seqs.Add(seq);
                 deltaPos.Add((row, pos, j));
@@ -479,7 +479,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         var (z, h0, zStats) = TargetValues(batch);
         double zS = sw.Elapsed.TotalSeconds;
         double keysS = 0, solveS = 0;
-        int d = Ctx.Model.Config.NEmbd;
+        int d = Ctx.Model.Shape.Width;
         for (int i = 0; i < Sites.Length; i++)
         {
             sw.Restart();

@@ -30,7 +30,7 @@ public sealed class RomeEditor : LocateEditor
     {
         var spd = Be.Ops<ISpdSolveOps>();
         _factor ??= spd.CholeskyFactor(Covariances[0]);
-        int d = Ctx.Model.Config.NEmbd;
+        int d = Ctx.Model.Shape.Width;
         double loss0 = 0, loss1 = 0, steps = 0, minDenominator = double.PositiveInfinity;
         foreach (var request in batch)
         {

@@ -1,3 +1,4 @@
+using EditRuntime.Models;
 using EditRuntime.Text;
 
 namespace EditRuntime.Editing.Plugins;
@@ -24,13 +25,13 @@ public sealed class AnchorIndex
         public int Anchor = -1;
     }
 
-    private readonly Gpt2Tokenizer _tok;
+    private readonly ITokenizer _tok;
     private readonly List<Anchor> _anchors = new();
     private readonly Dictionary<string, int> _bySubject = new(StringComparer.Ordinal);
     private readonly Node _root = new();
     private readonly Dictionary<int, (bool StartsWord, bool ContinuesWord, bool EndsInWordChar)> _flags = new();
 
-    public AnchorIndex(Gpt2Tokenizer tokenizer) => _tok = tokenizer;
+    public AnchorIndex(ITokenizer tokenizer) => _tok = tokenizer;
 
     public IReadOnlyList<Anchor> Anchors => _anchors;
     public int Count => _anchors.Count;
@@ -40,8 +41,8 @@ public sealed class AnchorIndex
     public int Add(string subject, float[] embedding, int group)
     {
         if (_bySubject.TryGetValue(subject, out var id)) return id;
-        var span = _tok.Encode(" " + subject, allowSpecial: false);
-        var bare = _tok.Encode(subject, allowSpecial: false);
+        var span = _tok.EncodePlain(" " + subject);
+        var bare = _tok.EncodePlain(subject);
         if (span.Length == 0) throw new ArgumentException($"MOMoE: the subject \"{subject}\" has no tokens.");
         id = _anchors.Count;
         _anchors.Add(new Anchor(subject, span, bare, embedding) { Group = group });

@@ -36,7 +36,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     private readonly HyperParameters _hp;
     private readonly string _site;
     /// <summary>The site's layer: the experts sit there, so training forwards start there from the stream the
-    /// frozen layers below give once per batch (<see cref="Gpt2Model.ResidualAt"/>).</summary>
+    /// frozen layers below give once per batch (<see cref="ILanguageModel.ResidualAt"/>).</summary>
     private readonly int _layer;
     private readonly int _experts, _topK, _rank, _steps, _seed;
     private readonly float _lambda, _noise, _balance, _lr, _stopLoss;
@@ -64,8 +64,8 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         _ctx = context;
         _hp = hparams;
         var model = context.Model;
-        _site = hparams.Site("layer", model, "mlp.c_fc", "mlp.c_proj");
-        _layer = Gpt2Model.SiteLayer(_site);
+        _site = hparams.Site("layer", model, SiteRole.MlpIn | SiteRole.MlpOut);
+        _layer = model.Sites.Layer(_site);
         _experts = hparams.Int("experts", 1, IMoEOps.MaxExperts);
         _topK = hparams.Int("top_k", 1, _experts);
         _rank = hparams.Int("rank", 1, 4096);
@@ -82,7 +82,7 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
         _stopLoss = hparams.Float("stop_loss", 0, 1000);
         _seed = hparams.Int("seed", 0, int.MaxValue);
         var w0 = model.Parameters[_site + ".weight"];
-        _inW = w0.Shape[0]; _outW = w0.Shape[1]; _embW = model.Config.NEmbd;
+        _inW = w0.Shape[0]; _outW = w0.Shape[1]; _embW = model.Shape.Width;
         _index = new AnchorIndex(context.Directory.Tokenizer);
         _attached = model.Attach(_site, this, Name);
     }
@@ -210,8 +210,8 @@ public sealed class MoMoEEditor : IEditor, ILinearAdapter, IEditorDiagnostics
     /// <summary>The anchor embedding: mean of the frozen token embeddings of " subject", scaled to unit RMS.</summary>
     private float[] AnchorEmbedding(string subject)
     {
-        var ids = _ctx.Directory.Tokenizer.Encode(" " + subject, allowSpecial: false);
-        var wte = _ctx.Model.Parameters["wte.weight"];
+        var ids = _ctx.Directory.Tokenizer.EncodePlain(" " + subject);
+        var wte = _ctx.Model.Parameters[_ctx.Model.EmbeddingName];
         using var idsT = _ctx.Model.Backend.FromArray(ids, ids.Length);
         using var rows = _ctx.Model.Backend.Embedding(idsT, wte);
         var r = _ctx.Model.Backend.ToFloatArray(rows);

@@ -37,7 +37,7 @@ internal static class BenchEditCommand
         var requests = files.SelectMany(f => EditDataset.Load(f)).ToList();
         if (sizes.Max() > requests.Count)
             throw new ArgumentException($"--sizes: {sizes.Max()} requests asked for, {string.Join(" + ", files)} hold {requests.Count}.");
-        var md = ModelDirectory.Load(modelDir);
+        var md = ModelFolders.Load(modelDir);
         family ??= md.Family;
         Console.WriteLine($"bench edit: {editorName} on {modelDir}, one batch of N requests from {string.Join(" + ", files)} ({requests.Count}), N = {string.Join(", ", sizes)}");
         var rows = new List<Row>();
@@ -46,7 +46,7 @@ internal static class BenchEditCommand
         {
             using var be = BackendFactory.Create(name, options);
             devices[name] = be.DeviceDescription;
-            using var model = new Gpt2Model(be, md.Config, md.Weights);
+            using var model = ModelFolders.Open(be, md);
             var ctx = new EditorContext(model, md);
             using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, ov);
             var d = editor.Describe();

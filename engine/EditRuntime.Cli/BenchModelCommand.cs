@@ -43,7 +43,7 @@ internal static class BenchModelCommand
         return new Entry(name, dims.ParameterCount, dims.VocabSize, dims.MaxPositionEmbeddings, be =>
         {
             var m = new LlamaModel(be, dims, weights.Value);
-            return new Subject(m, m.Parameters, t => m.Bind(t), m.Logits, m.Loss);
+            return new Subject(m, m.Parameters, t => m.Bind(t), m.Logits, (t, p, b, y) => m.Loss(t, p, b, y));
         });
     }
 

@@ -23,12 +23,12 @@ internal static class EvalCommand
         data = BuiltinModels.ResolveData(data);
         var requests = EditDataset.Load(data);
         if (edits > requests.Count) throw new ArgumentException($"--edits: {edits} requested but {data} has {requests.Count} requests.");
-        var md = ModelDirectory.Load(modelDir);
+        var md = ModelFolders.Load(modelDir);
         family ??= md.Family;
         using var be = BackendFactory.Create(backendName, options);
         var profiler = be as IKernelProfiler;
         if (profile && profiler is null) throw new ArgumentException($"--profile times Vulkan kernels with device timestamps; this run uses the {be.Name} backend, which has no kernel profiler.");
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        using var model = ModelFolders.Open(be, md);
         var ctx = new EditorContext(model, md);
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, ov);
         var d = editor.Describe();

@@ -27,7 +27,7 @@ internal static class MeloSweepCommand
             .Select(t => float.TryParse(t, CultureInfo.InvariantCulture, out var r) && r > 0 ? r : throw new ArgumentException($"--radii: \"{t}\" is not a positive number.")).ToArray();
         if (radii.Length == 0) throw new ArgumentException("--radii: give at least one radius.");
         using var output = outDir is null ? null : OutputDirectory.Claim(outDir, "--out");
-        var md = ModelDirectory.Load(modelDir);
+        var md = ModelFolders.Load(modelDir);
         family ??= md.Family;
         data = BuiltinModels.ResolveData(data);
         var requests = EditDataset.Load(data);
@@ -35,7 +35,7 @@ internal static class MeloSweepCommand
         var reqs = requests.Take(edits).ToList();
         var ov = HyperParameterOverrides.Parse(overrides);
         using var be = BackendFactory.Create(backendName, options);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        using var model = ModelFolders.Open(be, md);
         var ctx = new EditorContext(model, md);
         var baseline = EditProtocols.LocalityScores(ctx, reqs);
         using var editor = (MeloEditor)EditorRegistry.Create("MELO", ctx, family, null, ov);

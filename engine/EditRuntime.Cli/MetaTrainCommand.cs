@@ -27,10 +27,10 @@ internal static class MetaTrainCommand
         using var output = OutputDirectory.Claim(outDir, "--out");
         data = BuiltinModels.ResolveData(data);
         var requests = EditDataset.Load(data);
-        var md = ModelDirectory.Load(modelDir);
+        var md = ModelFolders.Load(modelDir);
         family ??= md.Family;
         using var be = BackendFactory.Create(backendName, options);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        using var model = ModelFolders.Open(be, md);
         var ctx = new EditorContext(model, md);
         var all = new Dictionary<string, string>(ov) { ["hypernet"] = Path.GetFullPath(Path.Combine(outDir, "hypernet.safetensors")) };
         using var editor = EditorRegistry.Create(editorName, ctx, family, hparams, all);

@@ -18,70 +18,46 @@ internal static class ModelCommands
         return 0;
     }
 
+    /// <summary>Greedy generation on a model folder of either layout: the prompt as the model expects it (GPT-2 built-in:
+    /// after &lt;|endoftext|&gt;; LLaMA family: after tokenizer.json's template prefix), a key/value cache, stopping at the
+    /// folder's stop ids (GPT-2's &lt;|endoftext|&gt;; config.json's eos_token_id), which end the text and are not printed.</summary>
     public static int Generate(DeviceOptions options, string backendName, string dir, string prompt, int maxTokens)
     {
-        if (LlamaDirectory.IsLlamaFolder(dir)) return GenerateLlama(options, backendName, dir, prompt, maxTokens);
-        var md = ModelDirectory.Load(dir);
-        var tok = md.Tokenizer;
+        var md = ModelFolders.Load(dir);
         var ids = md.EncodePrompt(prompt);
-        if (ids.Length == (md.Bos is null ? 0 : 1)) throw new ArgumentException("--prompt: the prompt has no tokens.");
+        if (ids.Length == md.PromptPrefixLength) throw new ArgumentException("--prompt: the prompt has no tokens.");
         if (maxTokens < 0) throw new ArgumentException($"--max-tokens: {maxTokens} is negative; give 0 or more.");
-        if (ids.Length > md.Config.NPositions)
-            throw new ArgumentException($"--prompt: {ids.Length} tokens exceed the model's {md.Config.NPositions} positions.");
-        // Refused before any work, not cut short silently: past the last position the model has nothing to attend with.
-        int most = Gpt2Model.MaxNewTokens(md.Config, ids.Length);
-        if (maxTokens > most)
-            throw new ArgumentException($"--max-tokens: {maxTokens} tokens after a prompt of {ids.Length} exceed the model's {md.Config.NPositions} positions; at most {most} can follow this prompt.");
-        using var be = BackendFactory.Create(backendName, options);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        var generated = model.GenerateGreedy(ids, maxTokens, tok.EndOfTextId);
-        double s = sw.Elapsed.TotalSeconds;
-        var text = tok.Decode(generated.Where(i => i != tok.EndOfTextId));
-        Console.WriteLine(prompt + text);
-        Console.Error.WriteLine($"[{be.Name}: {generated.Length} tokens in {s:0.00} s, {generated.Length / s:0.0} tokens/s, greedy with a key/value cache]");
-        return 0;
-    }
-
-    /// <summary>generate on a LLaMA-family folder (config.json's model_type llama, qwen2 or mistral): the prompt after
-    /// tokenizer.json's template prefix (the BOS), greedy with a key/value cache, stopping at config.json's eos_token_id.</summary>
-    private static int GenerateLlama(DeviceOptions options, string backendName, string dir, string prompt, int maxTokens)
-    {
-        var ld = LlamaDirectory.Load(dir);
-        var ids = ld.EncodePrompt(prompt);
-        if (ids.Length == ld.Tokenizer.TemplatePrefixIds.Count) throw new ArgumentException("--prompt: the prompt has no tokens.");
-        if (maxTokens < 0) throw new ArgumentException($"--max-tokens: {maxTokens} is negative; give 0 or more.");
-        int positions = ld.Config.MaxPositionEmbeddings;
+        int positions = md.Shape.Positions;
         if (ids.Length > positions)
-            throw new ArgumentException($"--prompt: {ids.Length} tokens exceed the model's {positions} positions (max_position_embeddings).");
-        int most = LlamaModel.MaxNewTokens(ld.Config, ids.Length);
+            throw new ArgumentException($"--prompt: {ids.Length} tokens exceed the model's {positions} positions.");
+        // Refused before any work, not cut short silently: past the last position the model has nothing to attend with.
+        int most = Math.Max(0, positions - ids.Length + 1);
         if (maxTokens > most)
             throw new ArgumentException($"--max-tokens: {maxTokens} tokens after a prompt of {ids.Length} exceed the model's {positions} positions; at most {most} can follow this prompt.");
         using var be = BackendFactory.Create(backendName, options);
-        using var model = new LlamaModel(be, ld.Config, ld.Weights);
+        using var model = ModelFolders.Open(be, md);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var generated = model.GenerateGreedy(ids, maxTokens, ld.StopIds.ToHashSet());
+        var generated = model.GenerateGreedy(ids, maxTokens, md.StopIds);
         double s = sw.Elapsed.TotalSeconds;
-        // The stop token (an end-of-sequence id) ends the text and is not printed, as <|endoftext|> on GPT-2.
-        var shown = generated.Length > 0 && ld.StopIds.Contains(generated[^1]) ? generated[..^1] : generated;
-        Console.WriteLine(prompt + ld.Tokenizer.Decode(shown));
-        Console.Error.WriteLine($"[{be.Name}: {generated.Length} tokens in {s:0.00} s, {generated.Length / s:0.0} tokens/s, greedy with a key/value cache, {ld.Config.ModelType}]");
+        var shown = generated.Length > 0 && md.StopIds.Contains(generated[^1]) ? generated[..^1] : generated;
+        Console.WriteLine(prompt + md.Tokenizer.Decode(shown));
+        Console.Error.WriteLine($"[{be.Name}: {generated.Length} tokens in {s:0.00} s, {generated.Length / s:0.0} tokens/s, greedy with a key/value cache, {md.Shape.Architecture}]");
         return 0;
     }
 
     public static int LogProb(DeviceOptions options, string backendName, string dir, string prompt, string target)
     {
-        var md = ModelDirectory.Load(dir);
+        var md = ModelFolders.Load(dir);
         var tok = md.Tokenizer;
         using var be = BackendFactory.Create(backendName, options);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        using var model = ModelFolders.Open(be, md);
         var p = md.EncodePrompt(prompt);
         var t = tok.Encode(target);
-        if (p.Length == (md.Bos is null ? 0 : 1) || t.Length == 0) throw new ArgumentException("logprob: --prompt and --target need at least one token each.");
+        if (p.Length == md.PromptPrefixLength || t.Length == 0) throw new ArgumentException("logprob: --prompt and --target need at least one token each.");
         var score = model.ScoreTargets([(p, t)])[0];
         Console.WriteLine($"log p(target | prompt) = {score.LogProb:0.0000}   (mean NLL {score.MeanNll:0.0000} per token, {t.Length} tokens, argmax accuracy {score.Accuracy:0.00})");
         for (int j = 0; j < t.Length; j++)
-            Console.WriteLine($"  {j,3}  {t[j],6}  {Show(tok.TokenText(t[j])),-16} {score.TokenLogProbs[j],10:0.0000}  {(score.ArgmaxHits[j] ? "argmax" : "")}");
+            Console.WriteLine($"  {j,3}  {t[j],6}  {Show(tok.Decode([t[j]])),-16} {score.TokenLogProbs[j],10:0.0000}  {(score.ArgmaxHits[j] ? "argmax" : "")}");
         return 0;
     }
 
@@ -90,15 +66,15 @@ internal static class ModelCommands
     /// <summary>Accuracies of a model trained on the synthetic world (the world seed comes from the folder's train_config.json).</summary>
     public static int Facts(DeviceOptions options, string backendName, string dir)
     {
-        var md = ModelDirectory.Load(dir);
+        var md = ModelFolders.Load(dir);
         var recipePath = Path.Combine(dir, "train_config.json");
         int seed = File.Exists(recipePath) ? TrainRecipe.Load(recipePath).WorldSeed : 1234;
         var world = SyntheticWorld.Generate(null, seed);
         using var be = BackendFactory.Create(backendName, options);
-        using var model = new Gpt2Model(be, md.Config, md.Weights);
+        using var model = ModelFolders.Open(be, md);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var acc = WorldModelTraining.MeasureAll(model, md, world);
-        Console.WriteLine($"model {dir} on {be.Name}, world seed {seed}{(md.PrependBos ? ", prompts after <|endoftext|>" : "")}; teacher-forced token accuracy (exact match):");
+        Console.WriteLine($"model {dir} on {be.Name}, world seed {seed}{(md.PromptPrefixLength > 0 ? $", prompts after {md.Tokenizer.Decode(md.EncodePrompt("")).Trim()}" : "")}; teacher-forced token accuracy (exact match):");
         Console.WriteLine($"  objects of trained facts (training templates)   {acc.Trained.TokenAccuracy:P2} ({acc.Trained.ExactMatch:P2}) over {acc.Trained.Count} prompts");
         Console.WriteLine($"  held-out paraphrase templates                   {acc.HeldOut.TokenAccuracy:P2} ({acc.HeldOut.ExactMatch:P2}) over {acc.HeldOut.Count} prompts");
         Console.WriteLine($"  unedited model on target_new (eval requests)    {acc.TargetNew.TokenAccuracy:P2} ({acc.TargetNew.ExactMatch:P2}) over {acc.TargetNew.Count} prompts");

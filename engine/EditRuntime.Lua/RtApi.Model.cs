@@ -10,14 +10,14 @@ internal sealed class ModelObject(string path, ModelDirectory directory, Gpt2Mod
 {
     public string Path { get; } = path;
     public EditorContext Context { get; } = new(model, directory);
-    public Gpt2Model Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : Context.Model;
-    public ModelDirectory Directory => Context.Directory;
+    public Gpt2Model Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : model;
+    public ModelDirectory Directory => directory;
     public bool Closed { get; private set; }
     public string Family => Directory.Family;
 
     public override string TypeName => "Model";
     public override string Describe() => Closed ? $"Model({Path}, closed)"
-        : $"Model({Path}: {Context.Model.Config.NLayer} layers, {Context.Model.Config.NEmbd} wide, {Context.Model.Backend.Name})";
+        : $"Model({Path}: {model.Config.NLayer} layers, {model.Config.NEmbd} wide, {model.Backend.Name})";
 
     public void Close()
     {

@@ -17,7 +17,15 @@ public sealed class EditorContractTests : GpuTest
 {
     private const string Family = "editrt-tiny";
 
+    /// <summary>Every editor, on both backends, on both built-in models (GPT-2 and the LLaMA layout).</summary>
     public static IEnumerable<TestCaseData> EditorsOnBothBackends() =>
+        from name in EditorRegistry.Names.OrderBy(n => n, StringComparer.Ordinal)
+        from model in EditorFixtures.BuiltinModelNames
+        from backend in new[] { "torch", "vulkan" }
+        select new TestCaseData(name, backend, model).SetArgDisplayNames(name, backend, model);
+
+    /// <summary>Every editor on both backends (the built-in GPT-2): for checks that do not depend on the layout.</summary>
+    public static IEnumerable<TestCaseData> EditorsAndBackends() =>
         from name in EditorRegistry.Names.OrderBy(n => n, StringComparer.Ordinal)
         from backend in new[] { "torch", "vulkan" }
         select new TestCaseData(name, backend).SetArgDisplayNames(name, backend);
@@ -27,16 +35,17 @@ public sealed class EditorContractTests : GpuTest
         reqs.SelectMany(r => new[] { r.Prompt, r.RephrasePrompts.FirstOrDefault(), r.Locality.FirstOrDefault()?.Prompt })
             .Where(p => p is not null).Select(p => ctx.Encode(p!, "x").Prompt).ToList();
 
-    private static float[][] Predict(Gpt2Model model, List<int[]> probes) => probes.Select(model.NextTokenLogits).ToArray();
+    private static float[][] Predict(ILanguageModel model, List<int[]> probes) => probes.Select(model.NextTokenLogits).ToArray();
 
     private static TargetScore[] Targets(EditorContext ctx, IEnumerable<EditRequest> reqs) =>
         ctx.Model.ScoreTargets(reqs.Select(r => ctx.Encode(r.Prompt, r.TargetNew)).ToList());
 
     [TestCaseSource(nameof(EditorsOnBothBackends))]
-    public void Edits_hold_reset_restores_save_load_reproduces_bad_files_change_nothing_remove_undoes(string editorName, string backend)
+    public void Edits_hold_reset_restores_save_load_reproduces_bad_files_change_nothing_remove_undoes(string editorName, string backend, string modelName)
     {
-        using var s = EditorFixtures.Open(backend);
+        using var s = EditorFixtures.OpenModel(modelName, backend);
         var (model, ctx) = (s.Model, s.Ctx);
+        string family = s.Folder.Family;
         var reqs = EditorFixtures.Requests(2);
         var probes = Probes(ctx, reqs);
         var before = Predict(model, probes);
@@ -49,7 +58,7 @@ public sealed class EditorContractTests : GpuTest
             float[][] edited;
             IReadOnlyList<int> ids;
             bool canRemove;
-            using (var editor = EditorRegistry.Create(editorName, ctx, Family))
+            using (var editor = EditorRegistry.Create(editorName, ctx, family))
             {
                 Assert.That(editor.Name, Is.EqualTo(editorName));
                 ids = editor.Edit(reqs);
@@ -89,7 +98,7 @@ public sealed class EditorContractTests : GpuTest
             Assert.That(model.AttachedAdapters, Is.Empty, "dispose detaches every adapter");
             Assert.That(Predict(model, probes), Is.EqualTo(before), "a disposed editor leaves the model as it found it");
 
-            using var fresh = EditorRegistry.Create(editorName, ctx, Family);
+            using var fresh = EditorRegistry.Create(editorName, ctx, family);
             fresh.Load(path);
             Assert.That(Predict(model, probes), Is.EqualTo(edited), "save → load into a fresh editor gives identical predictions");
             if (!canRemove) return;
@@ -138,7 +147,7 @@ public sealed class EditorContractTests : GpuTest
         }
     }
 
-    [TestCaseSource(nameof(EditorsOnBothBackends))]
+    [TestCaseSource(nameof(EditorsAndBackends))]
     public void Bad_hyper_parameters_are_refused_with_the_key_named(string editorName, string backend)
     {
         using var s = EditorFixtures.Open(backend);
@@ -181,7 +190,11 @@ public sealed class EditorContractTests : GpuTest
     }
 
     /// <summary>The depth of a model of each family the editors ship defaults for (their sites must exist).</summary>
-    private static readonly Dictionary<string, int> FamilyLayers = new() { ["gpt2"] = 12, ["gpt2-medium"] = 24, ["gpt2-large"] = 36, ["gpt2-xl"] = 48 };
+    private static readonly Dictionary<string, int> FamilyLayers = new()
+    {
+        ["gpt2"] = 12, ["gpt2-medium"] = 24, ["gpt2-large"] = 36, ["gpt2-xl"] = 48,
+        ["llama"] = 32, [LlamaDirectory.BuiltinFamily] = 4,   // LLaMA-3-8B's depth; the built-in LLaMA-layout model's
+    };
 
     [Test]
     public void Every_shipped_defaults_file_builds_its_editor_and_every_key_is_read()
@@ -194,16 +207,24 @@ public sealed class EditorContractTests : GpuTest
             Assert.That(families, Does.Contain(Family), $"{name} ships defaults for the built-in model");
             foreach (var family in families)
             {
-                Gpt2Model? small = null;
+                ILanguageModel? small = null;
                 try
                 {
                     var ctx = s.Ctx;
                     if (family != Family)
                     {
                         Assert.That(FamilyLayers, Does.ContainKey(family), $"{name}: a defaults file for an unknown family {family}");
-                        // A narrow random stand-in of the family's depth: the sites the defaults name must exist.
-                        var cfg = new Gpt2Config { VocabSize = md.Config.VocabSize, NPositions = 64, NEmbd = 16, NLayer = FamilyLayers[family], NHead = 2, BosTokenId = md.Config.BosTokenId, EosTokenId = md.Config.EosTokenId };
-                        small = new Gpt2Model(s.Backend, cfg, Gpt2Model.RandomWeights(cfg, 7));
+                        // A narrow random stand-in of the family's depth and layout: the sites the defaults name must exist.
+                        if (family.Contains("llama"))
+                        {
+                            var cfg = LlamaConfig.SmallLlama3(md.Config.VocabSize, FamilyLayers[family]) with { MaxPositionEmbeddings = 64, RopeScaling = null };
+                            small = new LlamaModel(s.Backend, cfg, LlamaCheckpoint.RandomWeights(cfg, 7));
+                        }
+                        else
+                        {
+                            var cfg = new Gpt2Config { VocabSize = md.Config.VocabSize, NPositions = 64, NEmbd = 16, NLayer = FamilyLayers[family], NHead = 2, BosTokenId = md.Config.BosTokenId, EosTokenId = md.Config.EosTokenId };
+                            small = new Gpt2Model(s.Backend, cfg, Gpt2Model.RandomWeights(cfg, 7));
+                        }
                         // A folder of its own: what the built-in model ships for its own sites (a trained hyper-network) is not this stand-in's.
                         ctx = new EditorContext(small, md with { Path = Path.Combine(Path.GetTempPath(), $"editrt-standin-{family}") });
                     }

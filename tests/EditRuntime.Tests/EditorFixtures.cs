@@ -20,6 +20,42 @@ internal static class EditorFixtures
 
     /// <summary>The built-in model on "torch" (a fresh libtorch backend, disposed with the session) or "vulkan" (the test device), with its editor context.</summary>
     public static BuiltinSession Open(string backend) => new(backend);
+
+    /// <summary>The built-in models the editor contract runs on: the GPT-2 one and the LLaMA-layout one.</summary>
+    public static readonly string[] BuiltinModelNames = [BuiltinModels.Name];
+
+    /// <summary>A built-in model of either layout (models/NAME) on a backend, with its editor context.</summary>
+    public static ModelSession OpenModel(string name, string backend) => new(Path.Combine(TokFixtures.RepoRoot, "models", name), backend);
+}
+
+/// <summary>A model folder of either layout loaded on one backend, and the editor context over it.</summary>
+internal sealed class ModelSession : IDisposable
+{
+    private readonly EditRuntime.Torch.TorchBackend? _torch;
+    public IModelFolder Folder { get; }
+    public IBackend Backend { get; }
+    public ILanguageModel Model { get; }
+    public EditorContext Ctx { get; }
+
+    public ModelSession(string dir, string backend)
+    {
+        Folder = ModelFolders.Load(dir);
+        _torch = backend switch
+        {
+            "torch" => new EditRuntime.Torch.TorchBackend(),
+            "vulkan" => null,
+            _ => throw new ArgumentException($"backend '{backend}': expected torch or vulkan"),
+        };
+        Backend = _torch is not null ? _torch : new VulkanBackend(GpuFixture.Device);
+        Model = ModelFolders.Open(Backend, Folder);
+        Ctx = new EditorContext(Model, Folder);
+    }
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        _torch?.Dispose();
+    }
 }
 
 /// <summary>The built-in model loaded on one backend, and the editor context over it.</summary>

@@ -308,9 +308,39 @@ public sealed class LlamaModelTests : GpuTest
         var logits = model.Logits(tape, p, batch);
         var loss = model.Loss(tape, p, batch, targets);
         tape.Backward(loss);
-        var grads = p.ToDictionary(kv => kv.Key, kv => be.ToFloatArray(kv.Value.Grad!));
+        // In the checkpoint's layout: a linear site's weight (and its gradient) is (in, out) on the device.
+        var grads = p.ToDictionary(kv => kv.Key, kv => CheckpointLayout(model, kv.Key, kv.Value.Grad!));
         foreach (var v in p.Values) v.ClearGrad();
         return (be.ToFloatArray(logits.Value), be.ToFloatArray(loss.Value)[0], grads);
+    }
+
+    private static float[] CheckpointLayout(LlamaModel model, string name, Tensor t)
+    {
+        var data = model.Backend.ToFloatArray(t);
+        if (!name.EndsWith(".weight") || model.Sites.Order(name[..^".weight".Length]) < 0) return data;
+        int rows = t.Shape[0], cols = t.Shape[1];
+        var back = new float[data.Length];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) back[c * rows + r] = data[r * cols + c];
+        return back;
+    }
+
+    [Test]
+    public void Site_weights_are_in_out_on_the_device_and_ToHost_gives_the_checkpoint_back_exactly()
+    {
+        var cfg = Layout("qwen2");
+        var w = LlamaCheckpoint.RandomWeights(cfg, 7, std: 0.15f);
+        using var model = new LlamaModel(_torch!, cfg, w);
+        var site = "model.layers.0.self_attn.q_proj";
+        var hf = w[site + ".weight"];
+        Assert.That(model.Parameters[site + ".weight"].Shape.ToArray(), Is.EqualTo(new[] { hf.Shape[1], hf.Shape[0] }), "(in, out) on the device");
+        Assert.That(model.Parameters[LlamaCheckpoint.EmbedName].Shape.ToArray(), Is.EqualTo(w[LlamaCheckpoint.EmbedName].Shape), "the embedding is not a site: (V, C)");
+        var back = model.ToHost();
+        foreach (var (name, t) in w)
+        {
+            Assert.That(back[name].Shape, Is.EqualTo(t.Shape), name);
+            Assert.That(back[name].Data, Is.EqualTo(t.Data), name + ": bit for bit");
+        }
     }
 
     private static float[] RealRows(float[] logits, TokenBatch batch, int V) =>

@@ -115,7 +115,7 @@ public static class EditProtocols
     /// </summary>
     public static void CheckFits(EditorContext ctx, IEnumerable<EditRequest> requests)
     {
-        int positions = ctx.Model.Config.NPositions;
+        int positions = ctx.Model.Shape.Positions;
         foreach (var r in requests)
         {
             void Check(string what, string prompt, string target)

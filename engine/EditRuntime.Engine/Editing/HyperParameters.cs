@@ -266,30 +266,29 @@ public sealed class HyperParameters
         return list;
     }
 
-    /// <summary>A linear site of <paramref name="model"/> ("h.N.attn.c_attn", "h.N.attn.c_proj", "h.N.mlp.c_fc",
-    /// "h.N.mlp.c_proj"); with <paramref name="kinds"/>, only those kinds (e.g. "mlp.c_proj").</summary>
-    public string Site(string key, Gpt2Model model, params string[] kinds)
+    /// <summary>A linear site of <paramref name="model"/> (GPT-2: "h.N.attn.c_attn", "h.N.attn.c_proj", "h.N.mlp.c_fc",
+    /// "h.N.mlp.c_proj"; LLaMA family: "model.layers.N.self_attn.q_proj" ... "model.layers.N.mlp.down_proj"); with
+    /// <paramref name="roles"/>, only sites of those roles (e.g. <see cref="SiteRole.MlpOut"/>).</summary>
+    public string Site(string key, ILanguageModel model, SiteRole roles = SiteRole.Any)
     {
         var site = String(key);
-        CheckSite(key, site, model, kinds);
+        CheckSite(key, site, model, roles);
         return site;
     }
 
     /// <summary>Linear sites of <paramref name="model"/>, as <see cref="StringList"/> gives them, each checked as <see cref="Site"/>.</summary>
-    public IReadOnlyList<string> Sites(string key, Gpt2Model model, params string[] kinds)
+    public IReadOnlyList<string> Sites(string key, ILanguageModel model, SiteRole roles = SiteRole.Any)
     {
         var sites = StringList(key);
-        foreach (var s in sites) CheckSite(key, s, model, kinds);
+        foreach (var s in sites) CheckSite(key, s, model, roles);
         return sites;
     }
 
-    private void CheckSite(string key, string site, Gpt2Model model, string[] kinds)
+    private void CheckSite(string key, string site, ILanguageModel model, SiteRole roles)
     {
-        int layer = Gpt2Model.SiteLayer(site);
-        var allowed = kinds.Length == 0 ? Gpt2Model.BlockSites : kinds;
-        bool ok = layer >= 0 && layer < model.Config.NLayer && allowed.Any(k => site == $"h.{layer}.{k}");
-        if (!ok)
-            throw Error(key, $"must name a linear site of this model ({string.Join(", ", allowed.Select(k => "h.N." + k))}, N < {model.Config.NLayer}), got \"{site}\"");
+        var layout = model.Sites;
+        if (!layout.Contains(site, roles))
+            throw Error(key, $"must name a linear site of this model ({layout.Describe(roles)}, N < {layout.Layers}), got \"{site}\"");
     }
 
     /// <summary>An error about a key whose value the editor refuses for its own reason (e.g. two keys that disagree).</summary>

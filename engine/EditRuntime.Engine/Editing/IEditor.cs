@@ -5,7 +5,7 @@ using EditRuntime.Models;
 namespace EditRuntime.Editing;
 
 /// <summary>The model an editor works on, and how its prompts are tokenised.</summary>
-public sealed record EditorContext(Gpt2Model Model, ModelDirectory Directory)
+public sealed record EditorContext(ILanguageModel Model, IModelFolder Directory)
 {
     /// <summary>The device memory an editor's state may take (null: no limit); editors check their estimate with <see cref="EditorMemory.Require"/>.
     /// Default: what the model's backend can still hold (its device heap, or the host's available memory for the CPU backend),

@@ -39,10 +39,10 @@ public sealed class KeyStatistics
     public double[] Moment { get; }
 
     /// <summary>Where the statistics of a site are cached for a model folder.</summary>
-    public static string FileFor(ModelDirectory dir, string site) => Path.Combine(dir.Path, "stats", $"{site}.mom2.safetensors");
+    public static string FileFor(IModelFolder dir, string site) => Path.Combine(dir.Path, "stats", $"{site}.mom2.safetensors");
 
     /// <summary>SHA-256 over the model's weights as loaded from its folder (names, shapes and values, in name order).</summary>
-    public static string Fingerprint(ModelDirectory dir)
+    public static string Fingerprint(IModelFolder dir)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var (name, t) in dir.Weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
@@ -114,8 +114,8 @@ public sealed class KeyStatistics
         var model = ctx.Model;
         var be = model.Backend;
         int width = model.Parameters[site + ".weight"].Shape[0];
-        int context = model.Config.NPositions;
-        int layer = Gpt2Model.SiteLayer(site);
+        int context = model.Shape.Positions;
+        int layer = model.Sites.Layer(site);
         var sum = new double[(long)width * width];
         long tokens = 0, nextLog = maxTokens / 10;
         var pending = new List<int[]>();

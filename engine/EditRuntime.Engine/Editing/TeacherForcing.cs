@@ -5,7 +5,7 @@ namespace EditRuntime.Editing;
 /// <summary>
 /// A teacher-forced batch: each row is prompt + target without its last token, and the target of each
 /// position is the next target token from the prompt's last token on (<see cref="TeacherForcing.Ignored"/>
-/// elsewhere), so the cross-entropy of <see cref="Gpt2Model.Loss"/> is that of the target after the prompt.
+/// elsewhere), so the cross-entropy of <see cref="ILanguageModel.Loss"/> is that of the target after the prompt.
 /// </summary>
 public sealed class TeacherForcedBatch
 {

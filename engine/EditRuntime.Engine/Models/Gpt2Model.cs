@@ -47,7 +47,7 @@ public sealed class TokenBatch
 /// <see cref="IBackend"/>. The forward is written once, on an autograd <see cref="Tape"/>, so the
 /// same code gives logits, the loss and (with parameters that require gradients) every gradient.
 /// </summary>
-public sealed class Gpt2Model : IDisposable
+public sealed class Gpt2Model : ILanguageModel
 {
     private readonly Dictionary<string, Tensor> _params = new();
 
@@ -58,6 +58,7 @@ public sealed class Gpt2Model : IDisposable
             throw new NotSupportedException($"activation_function \"{config.ActivationFunction}\": EditRuntime runs GPT-2's tanh GELU (gelu_new / gelu_pytorch_tanh) only.");
         Backend = backend;
         Config = config;
+        _hooks = new SiteHooks(backend, SiteLayout.Gpt2(config.NLayer));
         try
         {
             foreach (var (name, shape) in config.ParameterShapes())
@@ -73,80 +74,41 @@ public sealed class Gpt2Model : IDisposable
     public IBackend Backend { get; }
     public Gpt2Config Config { get; }
 
-    // Adapters on linear sites (one per site, see Attach) and activation captures (any number per site).
-    private readonly Dictionary<string, AdapterHandle> _adapters = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<SiteCapture>> _captures = new(StringComparer.Ordinal);
+    private readonly SiteHooks _hooks;
 
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
+    public string EmbeddingName => "wte.weight";
+
+    /// <summary>The sizes editors read: width n_embd, n_layer layers, n_positions positions, the vocabulary.</summary>
+    public ModelShape Shape => ShapeOf(Config);
+
+    /// <summary>The sizes of a GPT-2 config.</summary>
+    public static ModelShape ShapeOf(Gpt2Config c) => new("gpt2", c.NEmbd, c.NLayer, c.NPositions, c.VocabSize);
+
+    /// <summary>The linear sites: h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj.</summary>
+    public SiteLayout Sites => _hooks.Layout;
+
     /// <summary>The sites that have an adapter, and who attached it (<see cref="Attach"/>).</summary>
-    public IReadOnlyDictionary<string, string> AttachedAdapters => _adapters.ToDictionary(a => a.Key, a => a.Value.Owner);
+    public IReadOnlyDictionary<string, string> AttachedAdapters => _hooks.AttachedAdapters;
 
-    /// <summary>
-    /// Hooks an adapter on a linear site — "h.{i}.attn.c_attn", "h.{i}.attn.c_proj", "h.{i}.mlp.c_fc",
-    /// "h.{i}.mlp.c_proj" — through which an editor (LoRA blocks, a codebook, an expert bypass) changes the
-    /// forward without touching the frozen weights; it sees the site's input and output. One adapter per
-    /// site: two editors on one site would each train against a forward the other changes, so a taken site
-    /// is an error naming its owner. Disposing the returned handle detaches exactly this adapter (and only
-    /// once), whatever else was attached or detached meanwhile.
-    /// </summary>
-    /// <param name="owner">Who attaches it (an editor's name), for errors and <see cref="AttachedAdapters"/>.</param>
-    public IDisposable Attach(string site, ILinearAdapter adapter, string owner)
-    {
-        ArgumentNullException.ThrowIfNull(adapter);
-        CheckSite(site, owner);
-        if (_adapters.TryGetValue(site, out var taken))
-            throw new InvalidOperationException($"{owner}: the site {site} already has an adapter, attached by {taken.Owner}; one adapter per site (close the {taken.Owner} editor first, or choose another site).");
-        var handle = new AdapterHandle(this, site, adapter, owner);
-        _adapters[site] = handle;
-        return handle;
-    }
+    /// <summary>Hooks an adapter on a linear site ("h.{i}.attn.c_attn", "h.{i}.attn.c_proj", "h.{i}.mlp.c_fc",
+    /// "h.{i}.mlp.c_proj"); see <see cref="SiteHooks.Attach"/>.</summary>
+    public IDisposable Attach(string site, ILinearAdapter adapter, string owner) => _hooks.Attach(site, adapter, owner);
 
-    /// <summary>
-    /// Records what the given linear site sees in every forward until disposed: its input and its output
-    /// (after the site's adapter, if any), as copies the capture owns (the forward's own tensors die with its
-    /// tape). Each forward replaces the previous one's. Any number of captures may watch a site.
-    /// </summary>
-    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both)
-    {
-        CheckSite(site, "capture");
-        if (!_captures.TryGetValue(site, out var list)) _captures[site] = list = new List<SiteCapture>();
-        var c = new SiteCapture(this, site, keep);
-        list.Add(c);
-        return c;
-    }
+    /// <summary>Records what a linear site sees in every forward until disposed; see <see cref="SiteHooks.Capture"/>.</summary>
+    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both) => _hooks.Capture(site, keep);
 
-    private void CheckSite(string site, string who)
-    {
-        int layer = SiteLayer(site);
-        if (layer < 0 || layer >= Config.NLayer)
-            throw new ArgumentException($"{who}: \"{site}\" is not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj with N < {Config.NLayer}).");
-    }
-
-    internal void Detach(AdapterHandle handle)
-    {
-        if (_adapters.TryGetValue(handle.Site, out var current) && ReferenceEquals(current, handle)) _adapters.Remove(handle.Site);
-    }
-
-    internal void Detach(SiteCapture capture)
-    {
-        if (_captures.TryGetValue(capture.Site, out var list) && list.Remove(capture) && list.Count == 0) _captures.Remove(capture.Site);
-    }
+    private static readonly SiteLayout s_names = SiteLayout.Gpt2(int.MaxValue);
 
     /// <summary>The linear sites of a block, in the order the forward runs them ("h.{i}." + kind).</summary>
-    public static readonly string[] BlockSites = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
+    public static readonly string[] BlockSites = [.. s_names.Kinds];
 
     /// <summary>Position of a linear site "h.N.kind" in the forward (layer, then <see cref="BlockSites"/> order); −1 if the name is not one.</summary>
-    public static int SiteOrder(string site)
-    {
-        var parts = site.Split('.', 3);
-        if (parts.Length != 3 || parts[0] != "h" || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int layer)) return -1;
-        int kind = Array.IndexOf(BlockSites, parts[2]);
-        return kind < 0 ? -1 : layer * BlockSites.Length + kind;
-    }
+    public static int SiteOrder(string site) => s_names.Order(site);
 
     /// <summary>The layer of a linear site "h.N.kind"; −1 if the name is not one.</summary>
-    public static int SiteLayer(string site) => SiteOrder(site) is var o and >= 0 ? o / BlockSites.Length : -1;
+    public static int SiteLayer(string site) => s_names.Layer(site);
 
     /// <summary>GPT-2's initialisation: N(0, 0.02) weights, residual projections N(0, 0.02/√(2·layers)), zero biases, unit LayerNorm gains.</summary>
     public static Dictionary<string, HostTensor> RandomWeights(Gpt2Config config, int seed)
@@ -247,11 +209,7 @@ public sealed class Gpt2Model : IDisposable
 
     private Var Site(Tape tape, IReadOnlyDictionary<string, Var> p, string site, Var x, ForwardContext ctx)
     {
-        var y = tape.Linear(x, p[site + ".weight"], p[site + ".bias"]);
-        if (_adapters.TryGetValue(site, out var a)) y = a.Adapter.Apply(tape, site, x, y, ctx);
-        if (_captures.TryGetValue(site, out var watching))
-            foreach (var c in watching.ToArray()) c.Record(x.Value, y.Value);
-        return y;
+        return _hooks.Run(tape, site, x, tape.Linear(x, p[site + ".weight"], p[site + ".bias"]), ctx);
     }
 
     private Var Block(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, int B, int T, LayerCache? cache, ForwardContext ctx)
@@ -356,6 +314,14 @@ public sealed class Gpt2Model : IDisposable
         return result.ToArray();
     }
 
+    /// <summary>Greedy decoding (see the overload) stopping after any of <paramref name="stopIds"/>.</summary>
+    public int[] GenerateGreedy(int[] prompt, int maxNewTokens, IReadOnlyCollection<int>? stopIds)
+    {
+        if (stopIds is null || stopIds.Count == 0) return GenerateGreedy(prompt, maxNewTokens, stopId: null);
+        if (stopIds.Count == 1) return GenerateGreedy(prompt, maxNewTokens, stopIds.First());
+        throw new ArgumentException("GPT-2 generation stops at one id (its <|endoftext|>).");
+    }
+
     public static int ArgMax(ReadOnlySpan<float> v)
     {
         int best = 0;
@@ -368,63 +334,7 @@ public sealed class Gpt2Model : IDisposable
     /// target positions reach the LM head, so the chunk's activations, not its logits, are what this bounds now.</summary>
     public long ScoreLogitBudget { get; set; } = 8L << 20;
 
-    public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests)
-    {
-        if (requests.Count == 0) return [];
-        var seqs = requests.Select(r =>
-        {
-            if (r.Prompt.Length == 0 || r.Target.Length == 0) throw new ArgumentException("logprob: prompt and target need at least one token each.");
-            return r.Prompt.Concat(r.Target[..^1]).ToArray();
-        }).ToList();
-        var scores = new TargetScore[requests.Count];
-        int V = Config.VocabSize;
-        // Chunks of sequences of similar length (sorted, stable), each within the logit budget.
-        var order = Enumerable.Range(0, seqs.Count).OrderBy(i => seqs[i].Length).ToArray();
-        for (int start = 0; start < order.Length;)
-        {
-            int end = start + 1;
-            while (end < order.Length && (long)(end - start + 1) * seqs[order[end]].Length * V <= ScoreLogitBudget) end++;
-            var idx = order[start..end];
-            var batch = new TokenBatch(idx.Select(i => seqs[i]).ToList(), promptLengths: idx.Select(i => requests[i].Prompt.Length).ToArray());
-            // Only the positions that predict a target token go through the LM head and come back.
-            var rows = new List<int>();
-            for (int b = 0; b < idx.Length; b++)
-            {
-                var (prompt, target) = requests[idx[b]];
-                for (int j = 0; j < target.Length; j++) rows.Add(b * batch.T + prompt.Length - 1 + j);
-            }
-            float[] logits;
-            using (var tape = new Tape(Backend))
-            {
-                var p = Frozen(tape);
-                logits = Backend.ToFloatArray(Head(tape, p, Hidden(tape, p, batch, null, 0, 0, null, Config.NLayer), rows.ToArray()).Value);
-            }
-            int r = 0;
-            for (int b = 0; b < idx.Length; b++)
-            {
-                var (prompt, target) = requests[idx[b]];
-                var lp = new double[target.Length];
-                var hit = new bool[target.Length];
-                var top = new int[target.Length];
-                for (int j = 0; j < target.Length; j++)
-                {
-                    var row = logits.AsSpan(r++ * V, V);
-                    double max = double.NegativeInfinity;
-                    foreach (var z in row) max = Math.Max(max, z);
-                    double sum = 0;
-                    foreach (var z in row) sum += Math.Exp(z - max);
-                    lp[j] = row[target[j]] - max - Math.Log(sum);
-                    if (!double.IsFinite(lp[j]))
-                        throw new NonFiniteException($"scoring: the log-probability of target token {j} of request {idx[b]} is {lp[j]} (the model's logits are not finite)");
-                    top[j] = ArgMax(row);
-                    hit[j] = top[j] == target[j];
-                }
-                scores[idx[b]] = new TargetScore(lp, hit, top);
-            }
-            start = end;
-        }
-        return scores;
-    }
+    public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests) => TargetScoring.Score(this, requests);
 
     public void Dispose()
     {
@@ -499,86 +409,5 @@ internal sealed class LayerCache : IDisposable
     public void Dispose() { _k.Dispose(); _v.Dispose(); }
 }
 
-/// <summary>What an adapter knows about the forward it is part of: the batch and the first position.</summary>
-public sealed record ForwardContext(TokenBatch Batch, int Start);
-
 /// <summary>A forward produced NaN or ∞ where a finite value is required (logits, log-probabilities, a loss); the message names the step.</summary>
 public sealed class NonFiniteException(string message) : ArithmeticException(message);
-
-/// <summary>Changes the output of one linear site of a <see cref="Gpt2Model"/> (see <see cref="Gpt2Model.Attach"/>).</summary>
-public interface ILinearAdapter
-{
-    /// <param name="input">The site's input (B, T, in).</param>
-    /// <param name="output">The frozen linear's output (B, T, out).</param>
-    /// <returns>The output to use instead (same shape).</returns>
-    Var Apply(Tape tape, string site, Var input, Var output, ForwardContext context);
-}
-
-/// <summary>An adapter on one site of one model; disposing it detaches exactly that adapter, once.</summary>
-internal sealed class AdapterHandle(Gpt2Model model, string site, ILinearAdapter adapter, string owner) : IDisposable
-{
-    public string Site { get; } = site;
-    public ILinearAdapter Adapter { get; } = adapter;
-    public string Owner { get; } = owner;
-    public void Dispose() => model.Detach(this);
-}
-
-/// <summary>
-/// The input and output a linear site saw in the latest forward (<see cref="Gpt2Model.Capture"/>), as
-/// tensors this capture owns until taken. Disposing it stops the recording and frees what it holds.
-/// </summary>
-public sealed class SiteCapture : IDisposable
-{
-    /// <summary>What to copy in each forward (copies cost device memory and a pass over the activations).</summary>
-    [Flags]
-    public enum Keep { Input = 1, Output = 2, Both = Input | Output }
-
-    private readonly Gpt2Model _model;
-    private readonly Keep _keep;
-    private Tensor? _input, _output;
-
-    internal SiteCapture(Gpt2Model model, string site, Keep keep)
-    {
-        _model = model;
-        Site = site;
-        _keep = keep;
-    }
-
-    public string Site { get; }
-    /// <summary>Forwards that reached the site since the capture began.</summary>
-    public int Forwards { get; private set; }
-    /// <summary>The site's input (B, T, in) in the latest forward; null before one.</summary>
-    public Tensor? Input => _input;
-    /// <summary>The site's output (B, T, out), after its adapter, in the latest forward; null before one.</summary>
-    public Tensor? Output => _output;
-
-    internal void Record(Tensor input, Tensor output)
-    {
-        var be = _model.Backend;
-        Forwards++;
-        // Copies (x·1 is exact), because the forward's tensors belong to its tape.
-        if (_keep.HasFlag(Keep.Input)) { _input?.Dispose(); _input = be.Scale(input, 1f); }
-        if (_keep.HasFlag(Keep.Output)) { _output?.Dispose(); _output = be.Scale(output, 1f); }
-    }
-
-    /// <summary>The latest input; the caller owns it from now on.</summary>
-    public Tensor TakeInput() => Take(ref _input, "input");
-
-    /// <summary>The latest output; the caller owns it from now on.</summary>
-    public Tensor TakeOutput() => Take(ref _output, "output");
-
-    private Tensor Take(ref Tensor? t, string what)
-    {
-        var r = t ?? throw new InvalidOperationException($"capture of {Site}: no forward has reached the site (or its {what} was not kept, or was taken already).");
-        t = null;
-        return r;
-    }
-
-    public void Dispose()
-    {
-        _model.Detach(this);
-        _input?.Dispose();
-        _output?.Dispose();
-        _input = _output = null;
-    }
-}

@@ -15,8 +15,30 @@ namespace EditRuntime.Models;
 /// SentencePiece's tokenizer.model alone is not read: a tokenizer.json is required.
 /// </para>
 /// </summary>
-public sealed record LlamaDirectory(string Path, LlamaConfig Config, Dictionary<string, HostTensor> Weights, HfTokenizer Tokenizer)
+public sealed record LlamaDirectory(string Path, LlamaConfig Config, Dictionary<string, HostTensor> Weights, HfTokenizer Tokenizer) : IModelFolder
 {
+    ITokenizer IModelFolder.Tokenizer => Tokenizer;
+    IReadOnlyDictionary<string, HostTensor> IModelFolder.Weights => Weights;
+
+    /// <summary>The tokens tokenizer.json's post-processor puts before a prompt (LLaMA 3's BOS; none for Qwen2).</summary>
+    public int PromptPrefixLength => Tokenizer.TemplatePrefixIds.Count;
+
+    public ModelShape Shape => LlamaModel.ShapeOf(Config);
+
+    /// <summary>
+    /// The hyper-parameter family of editors' defaults: "editrt-tiny-llama" for a model trained by EditRuntime (an
+    /// editrt.json beside config.json, written by `editrt train`), else "llama" (every LLaMA-family checkpoint: LLaMA,
+    /// Qwen2 and Mistral share the layout and site names).
+    /// </summary>
+    public string Family => File.Exists(System.IO.Path.Combine(Path, ModelDirectory.SettingsFile)) ? BuiltinFamily : "llama";
+
+    /// <summary>The family of the built-in LLaMA-layout model.</summary>
+    public const string BuiltinFamily = "editrt-tiny-llama";
+
+    /// <summary>Writes editrt.json (atomically): the folder holds a model trained by EditRuntime (<see cref="Family"/>).</summary>
+    public static void WriteSettings(string dir) =>
+        EditRuntime.IO.AtomicFile.WriteAllText(System.IO.Path.Combine(dir, ModelDirectory.SettingsFile), $"{{\n  \"family\": \"{BuiltinFamily}\"\n}}\n");
+
     public const string TokenizerFileName = "tokenizer.json";
 
     /// <summary>

@@ -8,7 +8,9 @@ namespace EditRuntime.Models;
 /// <see cref="IBackend"/> that implements <see cref="ILlamaOps"/>, written once on an autograd <see cref="Tape"/>:
 /// embed → per layer [RMSNorm → q/k/v projections → RoPE on q and k (positions 0..T−1) → grouped-query causal
 /// attention → o_proj → residual; RMSNorm → down(silu(gate) ⊙ up) → residual] → final RMSNorm → lm_head (or the tied
-/// embedding). Linear weights are in Hugging Face's (out, in) layout: y = x·Wᵀ (+ b). Batches are right-padded
+/// embedding). The linear sites' weights are held (in, out) on the device, y = x·W (+ b), the runtime's convention for
+/// every architecture (<see cref="ILanguageModel"/>): Hugging Face's (out, in) nn.Linear weights are transposed on
+/// load and back in <see cref="ToHost"/>; the embedding and lm_head stay (V, C). Batches are right-padded
 /// (<see cref="TokenBatch"/>); padding is masked out of attention, and a row's positions are its token indices, as
 /// transformers computes them for a right-padded batch.
 /// <para>
@@ -18,7 +20,7 @@ namespace EditRuntime.Models;
 /// backward sums the gradients of a group's query heads back onto their key/value head.
 /// </para>
 /// </summary>
-public sealed class LlamaModel : IDisposable
+public sealed class LlamaModel : ILanguageModel
 {
     private readonly Dictionary<string, Tensor> _params = new(StringComparer.Ordinal);
     private readonly Tensor? _invFreq;
@@ -31,49 +33,129 @@ public sealed class LlamaModel : IDisposable
         _ = backend.Ops<ILlamaOps>();
         Backend = backend;
         Config = config;
+        _hooks = new SiteHooks(backend, SiteLayout.Llama(config.NumHiddenLayers));
         try
         {
             LlamaCheckpoint.CheckTensors(config, weights, "<weights>");
-            foreach (var (name, shape) in config.ParameterShapes()) _params[name] = backend.FromArray(weights[name].Data, shape);
+            foreach (var (name, shape) in config.ParameterShapes())
+                _params[name] = IsSiteWeight(name)
+                    ? backend.FromArray(Transpose(weights[name].Data, shape[0], shape[1]), shape[1], shape[0])
+                    : backend.FromArray(weights[name].Data, shape);
             _invFreq = backend.FromArray(RopeFrequencies.Compute(config.HeadDim, config.RopeTheta, config.RopeScaling), config.HeadDim / 2);
         }
         catch { Dispose(); throw; }
     }
 
+    private readonly SiteHooks _hooks;
+
     public IBackend Backend { get; }
     public LlamaConfig Config { get; }
+    /// <summary>The parameters under their Hugging Face names; a linear site's weight is (in, out) here (see the class).</summary>
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
-    /// <summary>Every parameter as a host tensor.</summary>
+    public string EmbeddingName => LlamaCheckpoint.EmbedName;
+
+    /// <summary>The sizes editors read: hidden_size, layers, max_position_embeddings, vocab_size.</summary>
+    public ModelShape Shape => ShapeOf(Config);
+
+    /// <summary>The sizes of a LLaMA-family config.</summary>
+    public static ModelShape ShapeOf(LlamaConfig c) => new("llama", c.HiddenSize, c.NumHiddenLayers, c.MaxPositionEmbeddings, c.VocabSize);
+
+    /// <summary>The linear sites: model.layers.N.self_attn.{q,k,v,o}_proj and model.layers.N.mlp.{gate,up,down}_proj.</summary>
+    public SiteLayout Sites => _hooks.Layout;
+
+    public IReadOnlyDictionary<string, string> AttachedAdapters => _hooks.AttachedAdapters;
+
+    /// <summary>Hooks an adapter on a linear site (see <see cref="ILanguageModel.Attach"/>).</summary>
+    public IDisposable Attach(string site, ILinearAdapter adapter, string owner) => _hooks.Attach(site, adapter, owner);
+
+    /// <summary>Records what a linear site sees in every forward (see <see cref="ILanguageModel.Capture"/>).</summary>
+    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both) => _hooks.Capture(site, keep);
+
+    /// <summary>Whether a parameter is a linear site's weight (held transposed, (in, out)).</summary>
+    private bool IsSiteWeight(string name) => name.EndsWith(".weight", StringComparison.Ordinal) && _hooks.Layout.Order(name[..^".weight".Length]) >= 0;
+
+    private static float[] Transpose(float[] data, int rows, int cols)
+    {
+        var t = new float[data.Length];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) t[(long)c * rows + r] = data[(long)r * cols + c];
+        return t;
+    }
+
+    /// <summary>Every parameter as a host tensor in the checkpoint's layout (Hugging Face's (out, in) for linear weights).</summary>
     public Dictionary<string, HostTensor> ToHost() =>
-        _params.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), Backend.ToFloatArray(p.Value)), StringComparer.Ordinal);
+        _params.ToDictionary(p => p.Key, p =>
+        {
+            var data = Backend.ToFloatArray(p.Value);
+            return IsSiteWeight(p.Key)
+                ? new HostTensor([p.Value.Shape[1], p.Value.Shape[0]], Transpose(data, p.Value.Shape[0], p.Value.Shape[1]))
+                : new HostTensor(p.Value.Shape.ToArray(), data);
+        }, StringComparer.Ordinal);
 
     /// <summary>The parameters as tape leaves; <paramref name="trainable"/> picks those that get gradients (null: all).</summary>
     public Dictionary<string, Var> Bind(Tape tape, Func<string, bool>? trainable = null) =>
         _params.ToDictionary(p => p.Key, p => tape.Param(p.Value, trainable?.Invoke(p.Key) ?? true, p.Key), StringComparer.Ordinal);
 
     /// <summary>Logits (B, T, V) of a right-padded batch.</summary>
-    public Var Logits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch) => Head(tape, p, Hidden(tape, p, batch, null), null);
+    public Var Logits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch) => Head(tape, p, Hidden(tape, p, batch, null, 0, null, Config.NumHiddenLayers), null);
 
     /// <summary>
     /// Mean cross-entropy against per-position targets (B·T, −100 = ignored); only the positions with a target go
-    /// through the final norm and the LM head. At least one position needs a target.
+    /// through the final norm and the LM head. At least one position needs a target. With <paramref name="residual"/>
+    /// (from <see cref="ResidualAt"/>) the forward starts at <paramref name="fromLayer"/>.
     /// </summary>
-    public Var Loss(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets)
+    public Var Loss(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual = null, int fromLayer = 0)
     {
-        if (targets.Length != batch.B * batch.T) throw new ArgumentException($"{targets.Length} targets for a batch of {batch.B}×{batch.T} positions.");
-        var rows = Enumerable.Range(0, targets.Length).Where(i => targets[i] != -100).ToArray();
-        if (rows.Length == 0) throw new ArgumentException("loss: no position of the batch has a target.");
-        var logits = Head(tape, p, Hidden(tape, p, batch, null), rows);
-        var t = Backend.FromArray(rows.Select(i => targets[i]).ToArray(), rows.Length);
+        var (logits, kept) = TargetRows(tape, p, batch, targets, residual, fromLayer);
+        var t = Backend.FromArray(kept, kept.Length);
         tape.OnDispose([t]);
         return tape.CrossEntropy(logits, tape.Constant(t));
     }
 
-    /// <summary>Embeddings and every layer: (B, T, C). With a cache (batch 1, unpadded) the tokens sit at positions
-    /// cache.Length.. and their keys and values are appended to it; the caller advances it after the forward.</summary>
-    private Var Hidden(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, LlamaKvCache? cache)
+    /// <summary>The logits (rows, V) of the positions that have a target, in position order, from the forward
+    /// <see cref="Loss"/> runs. At least one position needs a target.</summary>
+    public Var TargetLogits(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual = null, int fromLayer = 0) =>
+        TargetRows(tape, p, batch, targets, residual, fromLayer).Logits;
+
+    private (Var Logits, int[] Kept) TargetRows(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, int[] targets, Tensor? residual, int fromLayer)
     {
+        if (targets.Length != batch.B * batch.T) throw new ArgumentException($"{targets.Length} targets for a batch of {batch.B}×{batch.T} positions.");
+        var rows = Enumerable.Range(0, targets.Length).Where(i => targets[i] != -100).ToArray();
+        if (rows.Length == 0) throw new ArgumentException("loss: no position of the batch has a target.");
+        var x = Hidden(tape, p, batch, null, fromLayer, residual, Config.NumHiddenLayers);
+        bool all = rows.Length == targets.Length;
+        var logits = Head(tape, p, x, all ? null : rows);
+        return (all ? tape.Reshape(logits, targets.Length, Config.VocabSize) : logits, rows.Select(i => targets[i]).ToArray());
+    }
+
+    /// <summary>
+    /// The residual stream entering layer <paramref name="layer"/> (B, T, C), from a forward on the frozen parameters
+    /// with the adapters of the sites below that layer (nothing is recorded). The caller owns the tensor.
+    /// </summary>
+    public Tensor ResidualAt(TokenBatch batch, int layer)
+    {
+        if (layer < 0 || layer > Config.NumHiddenLayers) throw new ArgumentOutOfRangeException(nameof(layer), $"layer {layer}: the model has layers 0–{Config.NumHiddenLayers - 1} (and {Config.NumHiddenLayers} = after the last).");
+        using var tape = new Tape(Backend);
+        var x = Hidden(tape, Frozen(tape), batch, null, 0, null, layer);
+        return Backend.Scale(x.Value, 1f);
+    }
+
+    /// <summary>Bound on one scoring forward (sequences × padded length × vocabulary); see <see cref="TargetScoring"/>.</summary>
+    public long ScoreLogitBudget { get; set; } = 8L << 20;
+
+    public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests) => TargetScoring.Score(this, requests);
+
+    /// <summary>Embeddings, then layers [fromLayer, toLayer): (B, T, C); from <paramref name="residual"/> (the stream
+    /// entering <paramref name="fromLayer"/>, a constant) when fromLayer &gt; 0. With a cache (batch 1, unpadded, all
+    /// layers) the tokens sit at positions cache.Length.. and their keys and values are appended to it; the caller
+    /// advances it after the forward.</summary>
+    private Var Hidden(Tape tape, IReadOnlyDictionary<string, Var> p, TokenBatch batch, LlamaKvCache? cache, int fromLayer, Tensor? residual, int toLayer)
+    {
+        if ((fromLayer > 0) != (residual is not null)) throw new ArgumentException("A forward from a layer above 0 needs the residual stream entering it (ResidualAt), and only then.");
+        if (residual is not null && !residual.Shape.SequenceEqual(new[] { batch.B, batch.T, Config.HiddenSize }))
+            throw new ArgumentException($"The residual stream is {residual.ShapeString}, the batch needs ({batch.B}, {batch.T}, {Config.HiddenSize}).");
+        if (cache is not null && (fromLayer != 0 || toLayer != Config.NumHiddenLayers)) throw new ArgumentException("A cached forward runs every layer.");
         var (B, T) = (batch.B, batch.T);
         int start = cache?.Length ?? 0;
         if (start + T > Config.MaxPositionEmbeddings)
@@ -87,7 +169,7 @@ public sealed class LlamaModel : IDisposable
         {
             Var? mask = null;
             if (batch.Padded) { var m = be.FromArray(batch.Mask, B, T); owned.Add(m); mask = tape.Constant(m); }
-            var ids = be.FromArray(batch.Ids, B, T); owned.Add(ids);
+            var ctx = new ForwardContext(batch, start);
             Var? expand = null;
             int H = Config.NumAttentionHeads, Hkv = Config.NumKeyValueHeads;
             if (Config.KvGroups > 1 && start == 0)   // a cached step (start > 0) attends per key/value head, without the repeat
@@ -99,8 +181,14 @@ public sealed class LlamaModel : IDisposable
                 expand = tape.Constant(et);
             }
             var invFreq = tape.Constant(_invFreq!);
-            var x = tape.Embedding(tape.Constant(ids), p[LlamaCheckpoint.EmbedName]);
-            for (int l = 0; l < Config.NumHiddenLayers; l++) x = Layer(tape, p, $"model.layers.{l}.", x, mask, expand, invFreq, B, T, cache?.Layers[l], start);
+            Var x;
+            if (residual is not null) x = tape.Constant(residual);
+            else
+            {
+                var ids = be.FromArray(batch.Ids, B, T); owned.Add(ids);
+                x = tape.Embedding(tape.Constant(ids), p[LlamaCheckpoint.EmbedName]);
+            }
+            for (int l = fromLayer; l < toLayer; l++) x = Layer(tape, p, $"model.layers.{l}.", x, mask, expand, invFreq, B, T, cache?.Layers[l], start, ctx);
             return x;
         }
         finally
@@ -109,20 +197,21 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    private Var Linear(Tape tape, IReadOnlyDictionary<string, Var> p, string name, Var x, bool bias)
+    /// <summary>A linear site: x·W (+ b) with W (in, out), then the site's adapter and captures.</summary>
+    private Var Linear(Tape tape, IReadOnlyDictionary<string, Var> p, string name, Var x, bool bias, ForwardContext ctx)
     {
-        var y = tape.Matmul(x, p[name + ".weight"], transB: true);
-        return bias ? tape.BiasAdd(y, p[name + ".bias"]) : y;
+        var y = tape.Matmul(x, p[name + ".weight"]);
+        return _hooks.Run(tape, name, x, bias ? tape.BiasAdd(y, p[name + ".bias"]) : y, ctx);
     }
 
-    private Var Layer(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, Var? expand, Var invFreq, int B, int T, LlamaLayerCache? cache, int start)
+    private Var Layer(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, Var? expand, Var invFreq, int B, int T, LlamaLayerCache? cache, int start, ForwardContext ctx)
     {
         int H = Config.NumAttentionHeads, Hkv = Config.NumKeyValueHeads, D = Config.HeadDim;
         float eps = (float)Config.RmsNormEps;
         var a = tape.RmsNorm(x, p[h + "input_layernorm.weight"], eps);
-        var q = Linear(tape, p, h + "self_attn.q_proj", a, Config.QkvBias);            // (B, T, H·D)
-        var k = Linear(tape, p, h + "self_attn.k_proj", a, Config.QkvBias);            // (B, T, Hkv·D)
-        var v = Linear(tape, p, h + "self_attn.v_proj", a, Config.QkvBias);
+        var q = Linear(tape, p, h + "self_attn.q_proj", a, Config.QkvBias, ctx);            // (B, T, H·D)
+        var k = Linear(tape, p, h + "self_attn.k_proj", a, Config.QkvBias, ctx);            // (B, T, Hkv·D)
+        var v = Linear(tape, p, h + "self_attn.v_proj", a, Config.QkvBias, ctx);
         Var Heads(Var t, int heads) => tape.Transpose12(tape.Reshape(t, B, T, heads, D));   // (B, heads, T, D)
         var qh = tape.Rope(Heads(q, H), invFreq, start);
         var kh = tape.Rope(Heads(k, Hkv), invFreq, start);
@@ -141,10 +230,10 @@ public sealed class LlamaModel : IDisposable
             y = tape.CausalAttention(qh, kh, vh, mask);                                 // (B, H, T, D)
         }
         var merged = tape.Reshape(tape.Transpose12(y), B, T, H * D);
-        x = tape.Add(x, Linear(tape, p, h + "self_attn.o_proj", merged, Config.OBias));
+        x = tape.Add(x, Linear(tape, p, h + "self_attn.o_proj", merged, Config.OBias, ctx));
         var m = tape.RmsNorm(x, p[h + "post_attention_layernorm.weight"], eps);
-        var f = tape.SiluMul(Linear(tape, p, h + "mlp.gate_proj", m, Config.MlpBiases), Linear(tape, p, h + "mlp.up_proj", m, Config.MlpBiases));
-        return tape.Add(x, Linear(tape, p, h + "mlp.down_proj", f, Config.MlpBiases));
+        var f = tape.SiluMul(Linear(tape, p, h + "mlp.gate_proj", m, Config.MlpBiases, ctx), Linear(tape, p, h + "mlp.up_proj", m, Config.MlpBiases, ctx));
+        return tape.Add(x, Linear(tape, p, h + "mlp.down_proj", f, Config.MlpBiases, ctx));
     }
 
     /// <summary>Final RMSNorm and the LM head: (B, T, V), or (rows, V) for the listed rows of the flattened positions.</summary>
@@ -193,7 +282,7 @@ public sealed class LlamaModel : IDisposable
         using (var tape = new Tape(Backend))
         {
             var p = Frozen(tape);
-            last = LastRow(Head(tape, p, Hidden(tape, p, new TokenBatch([ids]), cache), null), ids.Length);
+            last = LastRow(Head(tape, p, Hidden(tape, p, new TokenBatch([ids]), cache, 0, null, Config.NumHiddenLayers), null), ids.Length);
         }
         cache.Advance(ids.Length);
         return last;

@@ -9,8 +9,19 @@ namespace EditRuntime.Models;
 /// merges.txt) plus, for models trained by EditRuntime, editrt.json with how prompts are fed:
 /// <c>{"prepend_bos": true}</c> when the model was trained with &lt;|endoftext|&gt; before every sequence.
 /// </summary>
-public sealed record ModelDirectory(string Path, Gpt2Config Config, Dictionary<string, HostTensor> Weights, Gpt2Tokenizer Tokenizer, bool PrependBos)
+public sealed record ModelDirectory(string Path, Gpt2Config Config, Dictionary<string, HostTensor> Weights, Gpt2Tokenizer Tokenizer, bool PrependBos) : IModelFolder
 {
+    ITokenizer IModelFolder.Tokenizer => Tokenizer;
+    IReadOnlyDictionary<string, HostTensor> IModelFolder.Weights => Weights;
+
+    /// <summary>1 when prompts start with BOS (<see cref="PrependBos"/>), else 0.</summary>
+    public int PromptPrefixLength => PrependBos ? 1 : 0;
+
+    public ModelShape Shape => Gpt2Model.ShapeOf(Config);
+
+    /// <summary>&lt;|endoftext|&gt;: GPT-2 generation stops there.</summary>
+    public IReadOnlyList<int> StopIds => [Tokenizer.EndOfTextId];
+
     public const string SettingsFile = "editrt.json";
 
     public static ModelDirectory Load(string dir)

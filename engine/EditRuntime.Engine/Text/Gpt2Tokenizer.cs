@@ -23,7 +23,7 @@ namespace EditRuntime.Text;
 /// </list>
 /// Instances are immutable apart from the word cache and safe to use from several threads.
 /// </summary>
-public sealed class Gpt2Tokenizer
+public sealed class Gpt2Tokenizer : EditRuntime.Models.ITokenizer
 {
     /// <summary>The end-of-text special token.</summary>
     public const string EndOfText = "<|endoftext|>";
@@ -188,6 +188,9 @@ public sealed class Gpt2Tokenizer
 
     /// <summary>The ids of <paramref name="text"/>; <c>&lt;|endoftext|&gt;</c> in the text becomes <see cref="EndOfTextId"/>.</summary>
     public int[] Encode(string text) => Encode(text, allowSpecial: true);
+
+    /// <summary>The ids of <paramref name="text"/> with &lt;|endoftext|&gt; encoded as ordinary text.</summary>
+    public int[] EncodePlain(string text) => Encode(text, allowSpecial: false);
 
     /// <summary>
     /// The ids of <paramref name="text"/>. With <paramref name="allowSpecial"/> the literal

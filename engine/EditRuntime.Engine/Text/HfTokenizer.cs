@@ -38,7 +38,7 @@ public sealed record HfAddedToken(int Id, string Content, bool Special, bool Nor
 /// in the text (not valid Unicode, which tokenizers never sees) are encoded as U+FFFD.</para>
 /// Instances are immutable apart from a word cache and safe to use from several threads.
 /// </summary>
-public sealed class HfTokenizer
+public sealed class HfTokenizer : EditRuntime.Models.ITokenizer
 {
     private readonly HfBpe _model;
     private readonly HfNormalizer? _normalizer;

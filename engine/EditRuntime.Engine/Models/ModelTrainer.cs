@@ -26,18 +26,18 @@ public sealed record TrainOptions
 }
 
 /// <summary>
-/// Next-token training of a <see cref="Gpt2Model"/> on token sequences, on the model's backend:
+/// Next-token training of a model (<see cref="ILanguageModel"/>: GPT-2 or the LLaMA layout) on token sequences, on the model's backend:
 /// random batches (seeded), right padding, loss on every real next token, global-norm gradient
 /// clipping, AdamW with decay on matrices only.
 /// </summary>
-public sealed class Gpt2Trainer : IDisposable
+public sealed class ModelTrainer : IDisposable
 {
-    private readonly Gpt2Model _model;
+    private readonly ILanguageModel _model;
     private readonly TrainOptions _o;
     private readonly Dictionary<string, (Tensor M, Tensor V)> _moments = new();
     private readonly Random _rng;
 
-    public Gpt2Trainer(Gpt2Model model, TrainOptions options)
+    public ModelTrainer(ILanguageModel model, TrainOptions options)
     {
         _model = model;
         _o = options;
@@ -61,7 +61,7 @@ public sealed class Gpt2Trainer : IDisposable
         for (int i = 0; i < _o.BatchSize; i++)
         {
             var s = sequences[_rng.Next(sequences.Count)];
-            picked.Add(s.Length > _model.Config.NPositions + 1 ? s[..(_model.Config.NPositions + 1)] : s);
+            picked.Add(s.Length > _model.Shape.Positions + 1 ? s[..(_model.Shape.Positions + 1)] : s);
         }
         var inputs = picked.Select(s => s[..^1]).ToList();
         var batch = new TokenBatch(inputs);
