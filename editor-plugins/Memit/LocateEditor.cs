@@ -191,17 +191,34 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
 
     /// <summary>(n, d_k): each request's key at site i — the c_proj input at the subject's last token, averaged over the
     /// context prefixes (MEMIT: ½·bare + ½·mean of the others; ROME: uniform) — on the model as it is now.</summary>
-    protected Tensor Keys(int site, IReadOnlyList<EditRequest> requests, bool bareOnly = false)
+    protected Tensor Keys(int site, IReadOnlyList<EditRequest> requests)
     {
-        var templates = bareOnly ? [""] : Templates;
+        var (averaged, bare) = KeyRows(site, requests);
+        return Be.FromArray(averaged, requests.Count, averaged.Length / Math.Max(1, requests.Count));
+    }
+
+    /// <summary>The averaged keys (as <see cref="Keys"/>) and the bare prompt's keys (the first context prefix is ""),
+    /// both (n, d_k), from the same forwards.</summary>
+    protected (Tensor Averaged, Tensor Bare) KeysAndBare(int site, IReadOnlyList<EditRequest> requests)
+    {
+        var (averaged, bare) = KeyRows(site, requests);
+        int width = averaged.Length / Math.Max(1, requests.Count);
+        var a = Be.FromArray(averaged, requests.Count, width);
+        try { return (a, Be.FromArray(bare, requests.Count, width)); }
+        catch { a.Dispose(); throw; }
+    }
+
+    private (float[] Averaged, float[] Bare) KeyRows(int site, IReadOnlyList<EditRequest> requests)
+    {
+        var templates = Templates;
         int layer = Ctx.Model.Sites.Layer(Sites[site]);
         int width = Ctx.Model.Parameters[Sites[site] + ".weight"].Shape[0];
         var keys = new float[(long)requests.Count * width];
+        var bare = new float[(long)requests.Count * width];
         using var capture = Ctx.Model.Capture(Sites[site], SiteCapture.Keep.Input);
         for (int start = 0; start < requests.Count; start += _subBatch)
         {
             var chunk = requests.Skip(start).Take(_subBatch).ToList();
-            var seqs = new List<int[]>();
             var positions = new List<int>();
             var located = chunk.SelectMany(r => templates.Select(t => Locate(t, r))).ToList();
             var batch = new TokenBatch(located.Select(l => l.Ids).ToList());
@@ -213,13 +230,13 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             for (int j = 0; j < chunk.Count; j++)
                 for (int c = 0; c < width; c++)
                 {
-                    double v;
-                    if (nt == 1) v = host[(long)(j * nt) * width + c];
+                    double first = host[(long)(j * nt) * width + c], v;
+                    if (nt == 1) v = first;
                     else if (GroupedKeyAverage)
                     {
                         double rest = 0;
                         for (int t = 1; t < nt; t++) rest += host[(long)(j * nt + t) * width + c];
-                        v = 0.5 * host[(long)(j * nt) * width + c] + 0.5 * rest / (nt - 1);
+                        v = 0.5 * first + 0.5 * rest / (nt - 1);
                     }
                     else
                     {
@@ -228,9 +245,10 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
                         v = all / nt;
                     }
                     keys[(long)(start + j) * width + c] = (float)v;
+                    bare[(long)(start + j) * width + c] = (float)first;
                 }
         }
-        return Be.FromArray(keys, requests.Count, width);
+        return (keys, bare);
     }
 
     /// <summary>(n, d) host: the residual stream after layer ZLayer (TargetInResidual) or the output of ZLayer's MLP, at

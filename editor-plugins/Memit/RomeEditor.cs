@@ -36,8 +36,9 @@ public sealed class RomeEditor : LocateEditor
         {
             var one = new[] { request };
             var (target, h0, stats) = TargetValues(one);
-            using var kBar = Keys(0, one);                    // (1, d_k)
-            using var kStar = Keys(0, one, bareOnly: true);   // (1, d_k)
+            var (kBar, kStar) = KeysAndBare(0, one);          // (1, d_k) each: averaged over the prefixes, and the bare prompt's
+            using var _kBar = kBar;
+            using var _kStar = kStar;
             using var kBarT = Be.Reshape(kBar, kBar.Shape[1], 1);
             using var u = spd.CholeskySolve(_factor, kBarT);  // (d_k, 1)
             using var dot = Be.Matmul(kStar, u);              // (1, 1)

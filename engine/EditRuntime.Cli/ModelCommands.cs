@@ -11,10 +11,11 @@ internal static class ModelCommands
 {
     public static int Tokenize(string dir, string text)
     {
-        var tok = ModelDirectory.LoadTokenizer(dir);
+        // A LLaMA-family folder's tokenizer.json, else GPT-2's vocab.json + merges.txt (no weights are read).
+        ITokenizer tok = LlamaDirectory.IsLlamaFolder(dir) ? HfTokenizer.Load(Path.Combine(dir, LlamaDirectory.TokenizerFileName)) : ModelDirectory.LoadTokenizer(dir);
         var ids = tok.Encode(text);
         Console.WriteLine(string.Join(" ", ids));
-        Console.Error.WriteLine($"{ids.Length} tokens: " + string.Join(" | ", ids.Select(i => tok.TokenText(i))));
+        Console.Error.WriteLine($"{ids.Length} tokens: " + string.Join(" | ", ids.Select(i => tok is Gpt2Tokenizer g ? g.TokenText(i) : tok.Decode([i]))));
         return 0;
     }
 

@@ -98,7 +98,12 @@ validate.SetAction(r => Cli.Run(() => ValidateCommand.Run(Options(r), r.GetValue
 root.Subcommands.Add(validate);
 
 // ---- models and data
-var modelOption = new Option<string>("--model") { Description = "Model directory in the Hugging Face GPT-2 layout (config.json, model.safetensors, vocab.json, merges.txt).", Required = true };
+var modelOption = new Option<string>("--model")
+{
+    Description = "Model directory: the Hugging Face GPT-2 layout (config.json, model.safetensors, vocab.json, merges.txt), or a LLaMA-family folder " +
+                  "(config.json with model_type llama, qwen2 or mistral; model.safetensors or its index; tokenizer.json), told apart by config.json's model_type.",
+    Required = true,
+};
 var promptOption = new Option<string>("--prompt") { Description = "Prompt text.", Required = true };
 var mBackendOption = new Option<string>("--backend") { Description = "vulkan or torch.", DefaultValueFactory = _ => "vulkan" };
 var maxTokensOption = new Option<int>("--max-tokens") { Description = "Tokens to generate (stops earlier at <|endoftext|> on GPT-2, at config.json's eos_token_id on LLaMA-family folders).", DefaultValueFactory = _ => 20 };
@@ -145,7 +150,7 @@ var editsOption = new Option<int>("--edits") { Description = "Number of requests
 var batchOptionE = new Option<int>("--batch") { Description = "Batch size of sequential-batch.", DefaultValueFactory = _ => 10 };
 var evalOut = new Option<string?>("--out") { Description = "Write report.json, report.md and report.svg (ES/GS/LS against the number of edits) here." };
 var curveOption = new Option<int?>("--curve-every") { Description = "Sequential protocols: measure ES/GS/LS on the requests edited so far every K edits (default: a tenth of --edits; 0 = only at the end)." };
-var familyOption = new Option<string?>("--family") { Description = "Hyper-parameter family (default: editrt-tiny for our models, else gpt2)." };
+var familyOption = new Option<string?>("--family") { Description = "Hyper-parameter family (default: editrt-tiny / editrt-tiny-llama for our built-in models, else gpt2 or llama by the folder's layout)." };
 var hparamsOption = new Option<string?>("--hparams") { Description = "Hyper-parameter JSON overriding the family defaults." };
 var setOption = new Option<string[]>("--set") { Description = "key=value hyper-parameter override (repeatable).", AllowMultipleArgumentsPerToken = false };
 var profileOption = new Option<bool>("--profile") { Description = "Vulkan: time every kernel with GPU timestamps and print the kernels by total device time (slows the run a little)." };
@@ -211,7 +216,7 @@ var trainBackend = new Option<string>("--backend") { Description = "vulkan or to
 var trainSteps = new Option<int?>("--steps") { Description = "Override the recipe's number of steps." };
 var trainLr = new Option<float?>("--learning-rate") { Description = "Override the recipe's peak learning rate." };
 var trainInit = new Option<string?>("--init") { Description = "Start from this model directory's weights (same recipe) instead of a random initialisation." };
-var train = new Command("train", "Train a GPT-2 from scratch on the synthetic world: world, BPE vocabulary, model, log and accuracies.");
+var train = new Command("train", "Train a model from scratch on the synthetic world (GPT-2, or the LLaMA layout with \"arch\": \"llama\" in the recipe): world, BPE vocabulary, model, log and accuracies.");
 foreach (var o in new Option[] { configOption, trainOut, trainBackend, trainSteps, trainInit, trainLr }) train.Options.Add(o);
 train.SetAction(r => Cli.Run(() => TrainCommand.Run(Options(r), r.GetValue(configOption)!, r.GetValue(trainOut), r.GetValue(trainBackend)!, r.GetValue(trainSteps), r.GetValue(trainInit), r.GetValue(trainLr))));
 root.Subcommands.Add(train);

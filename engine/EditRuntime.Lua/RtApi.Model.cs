@@ -6,18 +6,18 @@ using EditRuntime.Models;
 namespace EditRuntime.Lua;
 
 /// <summary>A loaded model as scripts hold it.</summary>
-internal sealed class ModelObject(string path, ModelDirectory directory, Gpt2Model model) : LuaObject
+internal sealed class ModelObject(string path, IModelFolder directory, ILanguageModel model) : LuaObject
 {
     public string Path { get; } = path;
     public EditorContext Context { get; } = new(model, directory);
-    public Gpt2Model Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : model;
-    public ModelDirectory Directory => directory;
+    public ILanguageModel Model => Closed ? throw new LuaArgumentException($"the model {Path} was closed") : model;
+    public IModelFolder Directory => directory;
     public bool Closed { get; private set; }
     public string Family => Directory.Family;
 
     public override string TypeName => "Model";
     public override string Describe() => Closed ? $"Model({Path}, closed)"
-        : $"Model({Path}: {model.Config.NLayer} layers, {model.Config.NEmbd} wide, {model.Backend.Name})";
+        : $"Model({Path}: {model.Shape.Architecture}, {model.Shape.Layers} layers, {model.Shape.Width} wide, {model.Backend.Name})";
 
     public void Close()
     {
@@ -37,8 +37,8 @@ internal sealed partial class RtApi
             var path = Paths.CheckReadTree(given, c.Name); // every file the loader opens, not only the folder
             var o = c.Options(2, "backend");
             var be = Backend(Str(o, "backend", c));
-            var md = ModelDirectory.Load(path);
-            var model = new Gpt2Model(be, md.Config, md.Weights);
+            var md = ModelFolders.Load(path);   // GPT-2 or a LLaMA-family folder
+            var model = ModelFolders.Open(be, md);
             return c.Return(new ModelObject(given, md, model));
         });
         Fn("rt.model.builtin", 0, 0, "rt.model.builtin()", c =>
@@ -49,20 +49,20 @@ internal sealed partial class RtApi
             Method("Model:info", 0, 0, "model:info()", c =>
             {
                 var m = c.Self<ModelObject>();
-                var cfg = m.Model.Config;
+                var shape = m.Model.Shape;
                 return c.Return(new Dictionary<string, object?>
                 {
-                    ["path"] = m.Path, ["backend"] = m.Model.Backend.Name, ["device"] = m.Model.Backend.DeviceDescription,
-                    ["layers"] = cfg.NLayer, ["width"] = cfg.NEmbd, ["heads"] = cfg.NHead, ["vocab"] = cfg.VocabSize, ["positions"] = cfg.NPositions,
-                    ["parameters"] = m.Model.Parameters.Values.Sum(t => t.Count), ["prepend_bos"] = m.Directory.PrependBos, ["family"] = m.Family,
-                    ["sites"] = Sites(cfg),
+                    ["path"] = m.Path, ["backend"] = m.Model.Backend.Name, ["device"] = m.Model.Backend.DeviceDescription, ["arch"] = shape.Architecture,
+                    ["layers"] = shape.Layers, ["width"] = shape.Width, ["heads"] = Heads(m.Directory), ["vocab"] = shape.VocabSize, ["positions"] = shape.Positions,
+                    ["parameters"] = m.Model.Parameters.Values.Sum(t => t.Count), ["prepend_bos"] = m.Directory.PromptPrefixLength > 0, ["family"] = m.Family,
+                    ["sites"] = Sites(m.Model),
                 });
             }),
             Method("Model:tokenize", 1, 1, "model:tokenize(text)", c =>
             {
                 var m = c.Self<ModelObject>();
                 var ids = m.Directory.Tokenizer.Encode(c.String(1));
-                return c.Return(ids, ids.Select(i => m.Directory.Tokenizer.TokenText(i)).ToList());
+                return c.Return(ids, ids.Select(i => TokenText(m.Directory.Tokenizer, i)).ToList());
             }),
             Method("Model:decode", 1, 1, "model:decode(ids)", c =>
             {
@@ -78,16 +78,17 @@ internal sealed partial class RtApi
                 var o = c.Options(2, "max_tokens");
                 int max = Int(o, "max_tokens", c, 20, 1);
                 var ids = m.Directory.EncodePrompt(prompt);
-                if (ids.Length == (m.Directory.Bos is null ? 0 : 1)) throw c.ArgError(1, "the prompt has no tokens");
+                if (ids.Length == m.Directory.PromptPrefixLength) throw c.ArgError(1, "the prompt has no tokens");
                 var tok = m.Directory.Tokenizer;
-                var gen = m.Model.GenerateGreedy(ids, max, tok.EndOfTextId).Where(i => i != tok.EndOfTextId).ToArray();
+                var stops = m.Directory.StopIds;
+                var gen = m.Model.GenerateGreedy(ids, Math.Min(max, Math.Max(0, m.Model.Shape.Positions - ids.Length + 1)), stops).Where(i => !stops.Contains(i)).ToArray();
                 return c.Return(tok.Decode(gen), gen);
             }),
             Method("Model:logprob", 2, 2, "model:logprob(prompt, target)", c =>
             {
                 var m = c.Self<ModelObject>();
                 var (p, t) = m.Context.Encode(c.String(1).TrimEnd(), c.String(2).TrimStart());
-                if (p.Length == (m.Directory.Bos is null ? 0 : 1)) throw c.ArgError(1, "the prompt has no tokens");
+                if (p.Length == m.Directory.PromptPrefixLength) throw c.ArgError(1, "the prompt has no tokens");
                 var s = m.Model.ScoreTargets([(p, t)])[0];
                 return c.Return(new Dictionary<string, object?>
                 {
@@ -146,16 +147,21 @@ internal sealed partial class RtApi
         ]);
     }
 
-    private static List<object?> Sites(Gpt2Config cfg) =>
-        Enumerable.Range(0, cfg.NLayer).SelectMany(l => new[] { "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj" }.Select(s => (object?)$"h.{l}.{s}")).ToList();
+    private static List<object?> Sites(ILanguageModel model) =>
+        Enumerable.Range(0, model.Sites.Layers).SelectMany(l => model.Sites.Kinds.Select(k => (object?)model.Sites.Name(l, k))).ToList();
+
+    private static int Heads(IModelFolder f) => f switch { ModelDirectory g => g.Config.NHead, LlamaDirectory l => l.Config.NumAttentionHeads, _ => 0 };
+
+    /// <summary>A token's text: GPT-2's byte-level symbol, or the token decoded alone.</summary>
+    private static string TokenText(ITokenizer tok, int id) => tok is EditRuntime.Text.Gpt2Tokenizer g ? g.TokenText(id) : tok.Decode([id]);
 
     private static string ParamName(ModelObject m, string name, LuaCall c, int arg) =>
         m.Model.Parameters.ContainsKey(name) ? name
-        : throw c.ArgError(arg, $"no parameter \"{name}\" in this model (e.g. h.0.mlp.c_proj.weight; model:params() lists them)");
+        : throw c.ArgError(arg, $"no parameter \"{name}\" in this model (e.g. {m.Model.Sites.Name(0, m.Model.Sites.KindsOf(SiteRole.MlpOut)[0])}.weight; model:params() lists them)");
 
     private static string Site(ModelObject m, string site, LuaCall c, int arg) =>
-        Sites(m.Model.Config).Contains(site) ? site
-        : throw c.ArgError(arg, $"\"{site}\" is not a linear site of this model (h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj with N < {m.Model.Config.NLayer})");
+        m.Model.Sites.Contains(site) ? site
+        : throw c.ArgError(arg, $"\"{site}\" is not a linear site of this model ({m.Model.Sites.Describe()} with N < {m.Model.Sites.Layers})");
 
     private static List<string> Prompts(LuaCall c, int i)
     {

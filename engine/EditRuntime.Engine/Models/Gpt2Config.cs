@@ -14,14 +14,8 @@ public enum Gpt2Gelu
 }
 
 /// <summary>A Hugging Face GPT-2 config.json is missing a field, has a wrong type or breaks a rule. The message names the file and the field.</summary>
-public class Gpt2ConfigException : ModelFileException
-{
-    public string Field { get; }
-
-    public Gpt2ConfigException(string source, string field, string rule, Exception? inner = null)
-        : base(source, $"GPT-2 config '{source}', field \"{field}\": {rule}", inner)
-        => Field = field;
-}
+public class Gpt2ConfigException(string source, string field, string rule, Exception? inner = null)
+    : ConfigFieldException("GPT-2", source, field, rule, inner);
 
 /// <summary>
 /// The GPT-2 hyperparameters of a Hugging Face config.json (model_type "gpt2"). Property names follow

@@ -7,14 +7,8 @@ namespace EditRuntime.Models;
 
 /// <summary>A Hugging Face LLaMA-family config.json is missing a field, has a wrong type, breaks a rule or asks for
 /// something this runtime does not implement. The message names the file and the field.</summary>
-public class LlamaConfigException : ModelFileException
-{
-    public string Field { get; }
-
-    public LlamaConfigException(string source, string field, string rule, Exception? inner = null)
-        : base(source, $"LLaMA config '{source}', field \"{field}\": {rule}", inner)
-        => Field = field;
-}
+public class LlamaConfigException(string source, string field, string rule, Exception? inner = null)
+    : ConfigFieldException("LLaMA", source, field, rule, inner);
 
 /// <summary>
 /// The hyperparameters of a Hugging Face config.json for the LLaMA family: model_type "llama", "qwen2" or "mistral"

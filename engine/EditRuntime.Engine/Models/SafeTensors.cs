@@ -77,6 +77,18 @@ public abstract class ModelFileException : IOException
         : base(message, inner) => FilePath = filePath;
 }
 
+/// <summary>A model's config.json is missing a field, has a wrong type, breaks a rule or asks for something this
+/// runtime does not implement; the message names the file and the field (<see cref="Gpt2ConfigException"/>,
+/// <see cref="LlamaConfigException"/>).</summary>
+public abstract class ConfigFieldException : ModelFileException
+{
+    public string Field { get; }
+
+    protected ConfigFieldException(string layout, string source, string field, string rule, Exception? inner)
+        : base(source, $"{layout} config '{source}', field \"{field}\": {rule}", inner)
+        => Field = field;
+}
+
 /// <summary>
 /// A SafeTensors file breaks a rule of the format. The message names the file, the tensor (when one
 /// is at fault) and the rule.
