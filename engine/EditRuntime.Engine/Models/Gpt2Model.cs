@@ -47,18 +47,18 @@ public sealed class TokenBatch
 /// <see cref="IBackend"/>. The forward is written once, on an autograd <see cref="Tape"/>, so the
 /// same code gives logits, the loss and (with parameters that require gradients) every gradient.
 /// </summary>
-public sealed class Gpt2Model : ILanguageModel
+public sealed class Gpt2Model : HookedModel, ILanguageModel
 {
     private readonly Dictionary<string, Tensor> _params = new();
 
     public Gpt2Model(IBackend backend, Gpt2Config config, IReadOnlyDictionary<string, HostTensor> weights)
+        : base(backend, SiteLayout.Gpt2(config.NLayer))
     {
         config.Validate();
         if (config.Gelu != Gpt2Gelu.Tanh)
             throw new NotSupportedException($"activation_function \"{config.ActivationFunction}\": EditRuntime runs GPT-2's tanh GELU (gelu_new / gelu_pytorch_tanh) only.");
         Backend = backend;
         Config = config;
-        _hooks = new SiteHooks(backend, SiteLayout.Gpt2(config.NLayer));
         try
         {
             foreach (var (name, shape) in config.ParameterShapes())
@@ -74,8 +74,6 @@ public sealed class Gpt2Model : ILanguageModel
     public IBackend Backend { get; }
     public Gpt2Config Config { get; }
 
-    private readonly SiteHooks _hooks;
-
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
     public string EmbeddingName => "wte.weight";
@@ -85,19 +83,6 @@ public sealed class Gpt2Model : ILanguageModel
 
     /// <summary>The sizes of a GPT-2 config.</summary>
     public static ModelShape ShapeOf(Gpt2Config c) => new("gpt2", c.NEmbd, c.NLayer, c.NPositions, c.VocabSize);
-
-    /// <summary>The linear sites: h.N.attn.c_attn, h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj.</summary>
-    public SiteLayout Sites => _hooks.Layout;
-
-    /// <summary>The sites that have an adapter, and who attached it (<see cref="Attach"/>).</summary>
-    public IReadOnlyDictionary<string, string> AttachedAdapters => _hooks.AttachedAdapters;
-
-    /// <summary>Hooks an adapter on a linear site ("h.{i}.attn.c_attn", "h.{i}.attn.c_proj", "h.{i}.mlp.c_fc",
-    /// "h.{i}.mlp.c_proj"); see <see cref="SiteHooks.Attach"/>.</summary>
-    public IDisposable Attach(string site, ILinearAdapter adapter, string owner) => _hooks.Attach(site, adapter, owner);
-
-    /// <summary>Records what a linear site sees in every forward until disposed; see <see cref="SiteHooks.Capture"/>.</summary>
-    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both) => _hooks.Capture(site, keep);
 
     private static readonly SiteLayout s_names = SiteLayout.Gpt2(int.MaxValue);
 
@@ -209,7 +194,7 @@ public sealed class Gpt2Model : ILanguageModel
 
     private Var Site(Tape tape, IReadOnlyDictionary<string, Var> p, string site, Var x, ForwardContext ctx)
     {
-        return _hooks.Run(tape, site, x, tape.Linear(x, p[site + ".weight"], p[site + ".bias"]), ctx);
+        return Hooks.Run(tape, site, x, tape.Linear(x, p[site + ".weight"], p[site + ".bias"]), ctx);
     }
 
     private Var Block(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, int B, int T, LayerCache? cache, ForwardContext ctx)
@@ -329,10 +314,6 @@ public sealed class Gpt2Model : ILanguageModel
         return best;
     }
 
-    /// <summary>Bound on one scoring forward, counted as sequences × padded length × vocabulary (32 MiB of float
-    /// logits); larger request lists are scored in chunks of similar lengths so memory stays bounded. Only
-    /// target positions reach the LM head, so the chunk's activations, not its logits, are what this bounds now.</summary>
-    public long ScoreLogitBudget { get; set; } = 8L << 20;
 
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests) => TargetScoring.Score(this, requests);
 

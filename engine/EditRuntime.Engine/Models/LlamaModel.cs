@@ -20,12 +20,13 @@ namespace EditRuntime.Models;
 /// backward sums the gradients of a group's query heads back onto their key/value head.
 /// </para>
 /// </summary>
-public sealed class LlamaModel : ILanguageModel
+public sealed class LlamaModel : HookedModel, ILanguageModel
 {
     private readonly Dictionary<string, Tensor> _params = new(StringComparer.Ordinal);
     private readonly Tensor? _invFreq;
 
     public LlamaModel(IBackend backend, LlamaConfig config, IReadOnlyDictionary<string, HostTensor> weights)
+        : base(backend, SiteLayout.Llama((config ?? throw new ArgumentNullException(nameof(config))).NumHiddenLayers))
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(config);
@@ -33,7 +34,6 @@ public sealed class LlamaModel : ILanguageModel
         _ = backend.Ops<ILlamaOps>();
         Backend = backend;
         Config = config;
-        _hooks = new SiteHooks(backend, SiteLayout.Llama(config.NumHiddenLayers));
         try
         {
             LlamaCheckpoint.CheckTensors(config, weights, "<weights>");
@@ -45,8 +45,6 @@ public sealed class LlamaModel : ILanguageModel
         }
         catch { Dispose(); throw; }
     }
-
-    private readonly SiteHooks _hooks;
 
     public IBackend Backend { get; }
     public LlamaConfig Config { get; }
@@ -61,19 +59,8 @@ public sealed class LlamaModel : ILanguageModel
     /// <summary>The sizes of a LLaMA-family config.</summary>
     public static ModelShape ShapeOf(LlamaConfig c) => new("llama", c.HiddenSize, c.NumHiddenLayers, c.MaxPositionEmbeddings, c.VocabSize);
 
-    /// <summary>The linear sites: model.layers.N.self_attn.{q,k,v,o}_proj and model.layers.N.mlp.{gate,up,down}_proj.</summary>
-    public SiteLayout Sites => _hooks.Layout;
-
-    public IReadOnlyDictionary<string, string> AttachedAdapters => _hooks.AttachedAdapters;
-
-    /// <summary>Hooks an adapter on a linear site (see <see cref="ILanguageModel.Attach"/>).</summary>
-    public IDisposable Attach(string site, ILinearAdapter adapter, string owner) => _hooks.Attach(site, adapter, owner);
-
-    /// <summary>Records what a linear site sees in every forward (see <see cref="ILanguageModel.Capture"/>).</summary>
-    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both) => _hooks.Capture(site, keep);
-
     /// <summary>Whether a parameter is a linear site's weight (held transposed, (in, out)).</summary>
-    private bool IsSiteWeight(string name) => name.EndsWith(".weight", StringComparison.Ordinal) && _hooks.Layout.Order(name[..^".weight".Length]) >= 0;
+    private bool IsSiteWeight(string name) => name.EndsWith(".weight", StringComparison.Ordinal) && Hooks.Layout.Order(name[..^".weight".Length]) >= 0;
 
     private static float[] Transpose(float[] data, int rows, int cols)
     {
@@ -141,8 +128,6 @@ public sealed class LlamaModel : ILanguageModel
         return Backend.Scale(x.Value, 1f);
     }
 
-    /// <summary>Bound on one scoring forward (sequences × padded length × vocabulary); see <see cref="TargetScoring"/>.</summary>
-    public long ScoreLogitBudget { get; set; } = 8L << 20;
 
     public TargetScore[] ScoreTargets(IReadOnlyList<(int[] Prompt, int[] Target)> requests) => TargetScoring.Score(this, requests);
 
@@ -201,7 +186,7 @@ public sealed class LlamaModel : ILanguageModel
     private Var Linear(Tape tape, IReadOnlyDictionary<string, Var> p, string name, Var x, bool bias, ForwardContext ctx)
     {
         var y = tape.Matmul(x, p[name + ".weight"]);
-        return _hooks.Run(tape, name, x, bias ? tape.BiasAdd(y, p[name + ".bias"]) : y, ctx);
+        return Hooks.Run(tape, name, x, bias ? tape.BiasAdd(y, p[name + ".bias"]) : y, ctx);
     }
 
     private Var Layer(Tape tape, IReadOnlyDictionary<string, Var> p, string h, Var x, Var? mask, Var? expand, Var invFreq, int B, int T, LlamaLayerCache? cache, int start, ForwardContext ctx)

@@ -3,6 +3,29 @@ using EditRuntime.Backends;
 
 namespace EditRuntime.Models;
 
+/// <summary>What every architecture's model shares: the site hooks (adapters and captures) and target scoring. A
+/// model passes its <see cref="SiteLayout"/> and calls <see cref="Hooks"/>.Run after each linear site.</summary>
+public abstract class HookedModel(IBackend backend, SiteLayout layout)
+{
+    private protected SiteHooks Hooks { get; } = new(backend, layout);
+
+    /// <summary>The linear sites and their names (see <see cref="SiteLayout"/>).</summary>
+    public SiteLayout Sites => Hooks.Layout;
+
+    /// <summary>The sites that have an adapter, and who attached it (<see cref="Attach"/>).</summary>
+    public IReadOnlyDictionary<string, string> AttachedAdapters => Hooks.AttachedAdapters;
+
+    /// <summary>Hooks an adapter on a linear site; see <see cref="SiteHooks.Attach"/>.</summary>
+    public IDisposable Attach(string site, ILinearAdapter adapter, string owner) => Hooks.Attach(site, adapter, owner);
+
+    /// <summary>Records what a linear site sees in every forward until disposed; see <see cref="SiteHooks.Capture"/>.</summary>
+    public SiteCapture Capture(string site, SiteCapture.Keep keep = SiteCapture.Keep.Both) => Hooks.Capture(site, keep);
+
+    /// <summary>Bound on one scoring forward, counted as sequences × padded length × vocabulary (32 MiB of float logits);
+    /// larger request lists are scored in chunks of similar lengths so memory stays bounded (<see cref="TargetScoring"/>).</summary>
+    public long ScoreLogitBudget { get; set; } = 8L << 20;
+}
+
 /// <summary>
 /// The adapters and captures on a model's linear sites, written once for every architecture: a model calls
 /// <see cref="Run"/> after each linear site's frozen output, and it applies the site's adapter and feeds its captures.
