@@ -208,6 +208,33 @@ public sealed class LuaApiTests
     }
 
     [Test]
+    public void A_llama_layout_model_loads_scores_and_edits_from_Lua()
+    {
+        using var h = new LuaHost(new LuaHostOptions { DefaultBackend = "torch", MaxInstructions = 0, MemoryLimitBytes = 64L << 20, Output = new StringWriter() });
+        Assert.That(h.Execute("""
+            local path = rt.model.builtin():gsub("editrt%-tiny$", "editrt-tiny-llama")
+            local model = rt.model.load(path, {backend = "torch"})
+            local mi = model:info()
+            assert(mi.arch == "llama" and mi.layers == 4 and mi.width == 192 and mi.prepend_bos == true and #mi.sites == 28, "model:info")
+            assert(mi.family == "editrt-tiny-llama" and mi.sites[28] == "model.layers.3.mlp.down_proj", "sites and family")
+            local params = model:params()
+            assert(params["model.layers.2.mlp.down_proj.weight"][1] == 512 and params["model.layers.2.mlp.down_proj.weight"][2] == 192, "site weights (in, out)")
+            local keys = model:activations("The capital of Vamar is", "model.layers.2.mlp.down_proj")
+            assert(keys:shape()[1] == 1 and keys:shape()[2] == 512, "activations")
+            keys:free()
+            local reqs = rt.data.synthetic{limit = 2}
+            local baseline = rt.eval.baseline(model, reqs)
+            local before = rt.eval.metrics(model, reqs, baseline)
+            local ed = rt.editor.new("GRACE", {model = model})
+            assert(ed:info().layers[1] == "model.layers.2.mlp.down_proj", "the editrt-tiny-llama defaults")
+            ed:edit(reqs)
+            local after = rt.eval.metrics(model, reqs, baseline)
+            assert(after.es == 1 and after.es > before.es and after.ls > 0.9, "GRACE edits the LLaMA layout")
+            return "done"
+            """, "@llama.lua").Text, Is.EqualTo("done"));
+    }
+
+    [Test]
     public void Model_and_editor_methods_reject_extra_arguments_and_wrong_types()
     {
         using var h = LuaTesting.Host();
