@@ -22,7 +22,7 @@ internal static class EditorFixtures
     public static BuiltinSession Open(string backend) => new(backend);
 
     /// <summary>The built-in models the editor contract runs on: the GPT-2 one and the LLaMA-layout one.</summary>
-    public static readonly string[] BuiltinModelNames = [BuiltinModels.Name];
+    public static readonly string[] BuiltinModelNames = [BuiltinModels.Name, "editrt-tiny-llama"];
 
     /// <summary>A built-in model of either layout (models/NAME) on a backend, with its editor context.</summary>
     public static ModelSession OpenModel(string name, string backend) => new(Path.Combine(TokFixtures.RepoRoot, "models", name), backend);
