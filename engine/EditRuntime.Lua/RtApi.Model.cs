@@ -81,7 +81,7 @@ internal sealed partial class RtApi
                 if (ids.Length == m.Directory.PromptPrefixLength) throw c.ArgError(1, "the prompt has no tokens");
                 var tok = m.Directory.Tokenizer;
                 var stops = m.Directory.StopIds;
-                var gen = m.Model.GenerateGreedy(ids, Math.Min(max, Math.Max(0, m.Model.Shape.Positions - ids.Length + 1)), stops).Where(i => !stops.Contains(i)).ToArray();
+                var gen = m.Model.GenerateGreedy(ids, max, stops).Where(i => !stops.Contains(i)).ToArray();
                 return c.Return(tok.Decode(gen), gen);
             }),
             Method("Model:logprob", 2, 2, "model:logprob(prompt, target)", c =>

@@ -22,12 +22,7 @@ public sealed class LlamaGenerationTests : GpuTest
     [OneTimeTearDown]
     public void CloseTorch() => _torch?.Dispose();
 
-    private static LlamaConfig Layout(string name) => name switch
-    {
-        "llama3" => LlamaConfig.SmallLlama3(vocabSize: 97),
-        "qwen2" => LlamaConfig.SmallQwen2(vocabSize: 89),
-        _ => throw new ArgumentException(name),
-    };
+    private static LlamaConfig Layout(string name) => LlamaModelTests.Layout(name);   // the same small LLaMA-3 / Qwen2 layouts
 
     // Vulkan with poisoned allocations: a read of a cache row not yet written shows as NaN.
     private IBackend Backend(string name) => name switch

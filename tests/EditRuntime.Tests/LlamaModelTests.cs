@@ -281,7 +281,7 @@ public sealed class LlamaModelTests : GpuTest
     [OneTimeTearDown]
     public void CloseTorch() => _torch?.Dispose();
 
-    private static LlamaConfig Layout(string name) => name switch
+    internal static LlamaConfig Layout(string name) => name switch
     {
         "llama3" => LlamaConfig.SmallLlama3(vocabSize: 97),
         "qwen2" => LlamaConfig.SmallQwen2(vocabSize: 89),

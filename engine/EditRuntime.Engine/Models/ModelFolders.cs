@@ -15,8 +15,4 @@ public static class ModelFolders
         LlamaDirectory l => new LlamaModel(backend, l.Config, l.Weights),
         _ => throw new ArgumentException($"{folder.Path}: no model class for a {folder.GetType().Name}."),
     };
-
-    /// <summary>One line for progress output: layers, width, parameters.</summary>
-    public static string Describe(ILanguageModel model) =>
-        $"{model.Shape.Architecture}, {model.Shape.Layers} layers, {model.Shape.Width} wide, {model.Parameters.Values.Sum(t => t.Count) / 1e6:0.00}M parameters";
 }
