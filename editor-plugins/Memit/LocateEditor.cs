@@ -309,11 +309,11 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         int d = model.Shape.Width, V = model.Shape.VocabSize, n = chunk.Count;
         var templates = Templates;
         int nt = templates.Count;
-        // Rows: per request its nt rewriting prompts (prompt behind a prefix, then the target but its last token), then
-        // one KL prompt "{subject} is a". δ goes in at each row's subject token.
-        var seqs = new List<int[]>();
+        // Rows: per request its nt rewriting prompts (prompt behind a prefix, teacher-forced on the target), then one KL
+        // prompt "{subject} is a" read at the subject's last token. δ goes in at each row's subject token.
+        var rows = new List<ForcedRow>();
+        var requestOf = new List<int>();
         var deltaPos = new List<(int Row, int Position, int Request)>();
-        var labelRows = new List<(int Row, int Position, int Token, int Request)>();
         var klRows = new List<(int Row, int Position)>();
         var targetsOf = new int[n];
         for (int j = 0; j < n; j++)
@@ -324,30 +324,30 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             foreach (var t in templates)
             {
                 var (promptIds, pos) = Locate(t, r);
-                var seq = promptIds.Concat(target[..^1]).ToArray();
-                if (seq.Length > model.Shape.Positions)
-                    throw new ArgumentException($"{Name}: request {r.Source}#{r.Index}: prompt and target take {seq.Length} tokens behind a context prefix, the model reads {model.Shape.Positions} (shorten template_lengths).");
-                int row = seqs.Count;
-                seqs.Add(seq);
-                deltaPos.Add((row, pos, j));
-                for (int k = 0; k < target.Length; k++) labelRows.Add((row, promptIds.Length - 1 + k, target[k], j));
+                if (promptIds.Length + target.Length - 1 > model.Shape.Positions)
+                    throw new ArgumentException($"{Name}: request {r.Source}#{r.Index}: prompt and target take {promptIds.Length + target.Length - 1} tokens behind a context prefix, the model reads {model.Shape.Positions} (shorten template_lengths).");
+                deltaPos.Add((rows.Count, pos, j));
+                requestOf.Add(j);
+                rows.Add(new ForcedRow(promptIds, target));
             }
             var subject = string.IsNullOrEmpty(r.Subject) ? r.Prompt : r.Subject;
-            var klIds = Ctx.Directory.EncodePrompt(subject + " is a");
             int klPos = Ctx.Directory.EncodePrompt(subject).Length - 1;
-            deltaPos.Add((seqs.Count, klPos, j));
-            klRows.Add((seqs.Count, klPos));
-            seqs.Add(klIds);
+            deltaPos.Add((rows.Count, klPos, j));
+            klRows.Add((rows.Count, klPos));
+            requestOf.Add(j);
+            rows.Add(ForcedRow.Read(Ctx.Directory.EncodePrompt(subject + " is a"), klPos));
         }
-        var batch = new TokenBatch(seqs);
+        var tf = TeacherForcing.FromRows(rows);
+        var batch = tf.Batch;
         int T = batch.T;
-        var targets = Enumerable.Repeat(TeacherForcing.Ignored, batch.B * T).ToArray();
-        foreach (var l in labelRows) targets[l.Row * T + l.Position] = l.Token;
-        foreach (var k in klRows) if (targets[k.Row * T + k.Position] == TeacherForcing.Ignored) targets[k.Row * T + k.Position] = 0;
-        // The logits come back in position order: where each label and KL row sits among them.
-        var order = Enumerable.Range(0, targets.Length).Where(i => targets[i] != TeacherForcing.Ignored).ToArray();
-        var rowOf = new Dictionary<int, int>();
-        for (int i = 0; i < order.Length; i++) rowOf[order[i]] = i;
+        // Each target token's (logit row, token, request), in the rows' order.
+        var labelRows = new List<(int Logit, int Token, int Request)>();
+        for (int row = 0; row < rows.Count; row++)
+        {
+            var positions = tf.TargetPositions(row);
+            for (int k = 0; k < positions.Length; k++) labelRows.Add((tf.LogitRow(row, positions[k]), rows[row].Target[k], requestOf[row]));
+        }
+        var klLogit = klRows.Select(k => tf.LogitRow(k.Row, k.Position)).ToArray();
         var table = new int[batch.B * T];
         foreach (var p in deltaPos) table[p.Row * T + p.Position] = p.Request + 1;
         var norms2 = Enumerable.Range(0, n).Select(j => { double s = 0; for (int c = 0; c < d; c++) s += (double)h0[j * d + c] * h0[j * d + c]; return s; }).ToArray();
@@ -371,11 +371,11 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             var deltaVar = tape.Param(tableT, requiresGrad: true, name: "delta");
             using var attach = model.Attach(Sites[^1], new AddAtPositions(tape.Constant(ids), deltaVar, batch.B, T, d), Name);
             var p = model.Bind(tape, _ => false);
-            var logits = model.TargetLogits(tape, p, batch, targets, residual, ZLayer);
+            var logits = model.TargetLogits(tape, p, batch, tf.Selection, residual, ZLayer);
             var lg = Be.ToFloatArray(logits.Value);
             // Host log-softmax of every returned row.
-            var logp = new double[(long)order.Length * V];
-            for (int r = 0; r < order.Length; r++)
+            var logp = new double[(long)tf.LogitRows * V];
+            for (int r = 0; r < tf.LogitRows; r++)
             {
                 double max = double.NegativeInfinity;
                 for (int v = 0; v < V; v++) max = Math.Max(max, lg[(long)r * V + v]);
@@ -388,16 +388,16 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             if (logp0 is null)
             {
                 logp0 = new double[(long)klRows.Count * V];
-                for (int j = 0; j < klRows.Count; j++) Array.Copy(logp, (long)rowOf[klRows[j].Row * T + klRows[j].Position] * V, logp0, (long)j * V, V);
+                for (int j = 0; j < klRows.Count; j++) Array.Copy(logp, (long)klLogit[j] * V, logp0, (long)j * V, V);
             }
             // Per request: nll (mean over its prompts of the per-prompt mean over target tokens), KL(new ‖ old), decay.
             var nll = new double[n];
-            foreach (var l in labelRows) nll[l.Request] -= logp[(long)rowOf[l.Row * T + l.Position] * V + l.Token];
+            foreach (var l in labelRows) nll[l.Request] -= logp[(long)l.Logit * V + l.Token];
             var kl = new double[n];
             for (int j = 0; j < n; j++)
             {
                 nll[j] /= targetsOf[j] * nt;
-                long r = (long)rowOf[klRows[j].Row * T + klRows[j].Position] * V;
+                long r = (long)klLogit[j] * V;
                 double s = 0;
                 for (int v = 0; v < V; v++) s += Math.Exp(logp[r + v]) * (logp[r + v] - logp0[(long)j * V + v]);
                 kl[j] = s;
@@ -420,7 +420,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             foreach (var l in labelRows)
             {
                 if (!active[l.Request]) continue;
-                long r = (long)rowOf[l.Row * T + l.Position] * V;
+                long r = (long)l.Logit * V;
                 double w = 1.0 / (targetsOf[l.Request] * nt);
                 for (int v = 0; v < V; v++) seed[r + v] += (float)(w * Math.Exp(logp[r + v]));
                 seed[r + l.Token] -= (float)w;
@@ -428,14 +428,14 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             for (int j = 0; j < n; j++)
             {
                 if (!active[j] || _klFactor == 0) continue;
-                long r = (long)rowOf[klRows[j].Row * T + klRows[j].Position] * V;
+                long r = (long)klLogit[j] * V;
                 for (int v = 0; v < V; v++)
                 {
                     double pv = Math.Exp(logp[r + v]);
                     seed[r + v] += (float)(_klFactor * pv * (logp[r + v] - logp0[(long)j * V + v] - kl[j]));
                 }
             }
-            using var seedT = Be.FromArray(seed, order.Length, V);
+            using var seedT = Be.FromArray(seed, tf.LogitRows, V);
             tape.Backward(logits, seedT);
             var grad = Be.ToFloatArray(deltaVar.Grad!);
             for (int j = 0; j < n; j++)

@@ -124,6 +124,28 @@ public sealed class EditingToolkitTests
     }
 
     [Test]
+    public void Read_rows_join_a_teacher_forced_batch_and_their_logit_rows_are_found()
+    {
+        // Row 0 teacher-forced, row 1 read at its position 1 (a KL prompt), row 2 teacher-forced and also read.
+        var tf = TeacherForcing.FromRows([new([5, 6], [7, 8]), ForcedRow.Read([1, 2, 3], 1), new([4], [9], ReadAt: 0)]);
+        int I = TeacherForcing.Ignored, R = TeacherForcing.ReadOnly;
+        Assert.That(tf.Batch.Ids, Is.EqualTo(new[] { 5, 6, 7, 1, 2, 3, 4, 0, 0 }));
+        Assert.That(tf.Batch.PromptLengths, Is.EqualTo(new[] { 2, 3, 1 }));
+        Assert.That(tf.Targets, Is.EqualTo(new[] { I, 7, 8, I, I, I, 9, I, I }), "the cross-entropy's targets leave the read position out");
+        Assert.That(tf.Selection, Is.EqualTo(new[] { I, 7, 8, I, R, I, 9, I, I }), "the selection has it");
+        Assert.That(tf.LogitRows, Is.EqualTo(4));
+        Assert.That(new[] { tf.LogitRow(0, 1), tf.LogitRow(0, 2), tf.LogitRow(1, 1), tf.LogitRow(2, 0) }, Is.EqualTo(new[] { 0, 1, 2, 3 }), "position order");
+        Assert.That(tf.TargetPositions(1), Is.Empty);
+        Assert.Throws<ArgumentOutOfRangeException>(() => tf.LogitRow(1, 0));
+        // FromTokens is FromRows of teacher-forced rows only.
+        var plain = TeacherForcing.FromTokens([([5, 6, 7], [8, 9]), ([1], [2, 3, 4])]);
+        Assert.That(plain.Selection, Is.EqualTo(plain.Targets));
+        Assert.That(Assert.Throws<ArgumentException>(() => TeacherForcing.FromRows([new([1, 2], [])]))!.Message, Does.Contain("row 0").And.Contain("neither a target nor a read position"));
+        Assert.That(Assert.Throws<ArgumentException>(() => TeacherForcing.FromRows([ForcedRow.Read([1, 2], 2)]))!.Message, Does.Contain("reads position 2"));
+        Assert.Throws<ArgumentException>(() => TeacherForcing.FromRows([]));
+    }
+
+    [Test]
     public void Seeded_random_numbers_are_the_stream_the_editors_always_drew()
     {
         foreach (int seed in new[] { 0, 7919, 104729, 123456789 })

@@ -9,12 +9,22 @@ namespace EditRuntime.Editing;
 /// </summary>
 public sealed class TeacherForcedBatch
 {
-    internal TeacherForcedBatch(TokenBatch batch, int[] targets, IReadOnlyList<(int[] Prompt, int[] Target)> pairs)
+    internal TeacherForcedBatch(TokenBatch batch, int[] targets, IReadOnlyList<(int[] Prompt, int[] Target)> pairs, int[]? readAt = null)
     {
         Batch = batch;
         Targets = targets;
         Pairs = pairs;
+        ReadAt = readAt ?? Enumerable.Repeat(-1, pairs.Count).ToArray();
+        Selection = (int[])targets.Clone();
+        for (int b = 0; b < ReadAt.Length; b++)
+            if (ReadAt[b] >= 0 && Selection[b * batch.T + ReadAt[b]] == TeacherForcing.Ignored) Selection[b * batch.T + ReadAt[b]] = TeacherForcing.ReadOnly;
+        _logitRow = new int[Selection.Length];
+        int n = 0;
+        for (int i = 0; i < Selection.Length; i++) _logitRow[i] = Selection[i] == TeacherForcing.Ignored ? -1 : n++;
+        LogitRows = n;
     }
+
+    private readonly int[] _logitRow;
 
     /// <summary>The rows, right-padded, with their prompt lengths (adapters that key on the last prompt token read them).</summary>
     public TokenBatch Batch { get; }
@@ -25,6 +35,33 @@ public sealed class TeacherForcedBatch
 
     /// <summary>The positions t of row <paramref name="b"/> that predict its target tokens (prompt length − 1, ...).</summary>
     public int[] TargetPositions(int b) => Enumerable.Range(Pairs[b].Prompt.Length - 1, Pairs[b].Target.Length).ToArray();
+
+    /// <summary>Per row, the position whose logits a read row contributes (−1: none; see <see cref="TeacherForcing.FromRows"/>).</summary>
+    public int[] ReadAt { get; }
+
+    /// <summary>(B·T) <see cref="Targets"/> with each read row's position marked <see cref="TeacherForcing.ReadOnly"/>: what
+    /// <see cref="ILanguageModel.TargetLogits"/> takes to return the logits of every target position and every read
+    /// position (a cross-entropy needs <see cref="Targets"/>, which leaves the read positions out).</summary>
+    public int[] Selection { get; }
+
+    /// <summary>How many rows <see cref="ILanguageModel.TargetLogits"/> returns for <see cref="Selection"/>.</summary>
+    public int LogitRows { get; }
+
+    /// <summary>Where position <paramref name="t"/> of row <paramref name="b"/> sits among the logits
+    /// <see cref="ILanguageModel.TargetLogits"/> returns for <see cref="Selection"/> (they come in position order).</summary>
+    public int LogitRow(int b, int t)
+    {
+        int i = _logitRow[b * Batch.T + t];
+        return i >= 0 ? i : throw new ArgumentOutOfRangeException(nameof(t), $"Row {b}, position {t} is neither a target nor a read position.");
+    }
+}
+
+/// <summary>A row of a mixed teacher-forced batch: a prompt with its target, or (empty target) a prompt whose logits
+/// are only read, at position <see cref="ReadAt"/> (a KL term's prompt).</summary>
+public readonly record struct ForcedRow(int[] Prompt, int[] Target, int ReadAt = -1)
+{
+    /// <summary>A prompt whose logits are read at <paramref name="position"/> (no target).</summary>
+    public static ForcedRow Read(int[] prompt, int position) => new(prompt, [], position);
 }
 
 /// <summary>Builds the teacher-forced batch every gradient-trained editor learns its edits from.</summary>
@@ -32,6 +69,10 @@ public static class TeacherForcing
 {
     /// <summary>The target of a position without one (the cross-entropy's ignore index).</summary>
     public const int Ignored = -100;
+
+    /// <summary>The placeholder a read position carries in <see cref="TeacherForcedBatch.Selection"/> (any token id would
+    /// do: only the selection reads it).</summary>
+    public const int ReadOnly = 0;
 
     /// <summary>target_new after each request's prompt.</summary>
     public static TeacherForcedBatch Build(EditorContext context, IEnumerable<EditRequest> requests) =>
@@ -47,13 +88,29 @@ public static class TeacherForcing
         if (pairs.Count == 0) throw new ArgumentException("A teacher-forced batch needs at least one (prompt, target).");
         foreach (var (p, t) in pairs)
             if (p.Length == 0 || t.Length == 0) throw new ArgumentException("Teacher forcing: every prompt and every target needs at least one token.");
-        var batch = new TokenBatch(pairs.Select(p => p.Prompt.Concat(p.Target[..^1]).ToArray()).ToList(),
-            promptLengths: pairs.Select(p => p.Prompt.Length).ToArray());
+        return FromRows(pairs.Select(p => new ForcedRow(p.Prompt, p.Target)).ToList());
+    }
+
+    /// <summary>Teacher-forced rows (prompt + target) and read rows (a prompt and the position whose logits a loss
+    /// other than the cross-entropy reads, <see cref="ForcedRow.Read"/>) in one batch, in the given order. A read
+    /// position may also be a target position of its row.</summary>
+    public static TeacherForcedBatch FromRows(IReadOnlyList<ForcedRow> rows)
+    {
+        if (rows.Count == 0) throw new ArgumentException("A teacher-forced batch needs at least one row.");
+        for (int b = 0; b < rows.Count; b++)
+        {
+            var (p, t, at) = rows[b];
+            if (p.Length == 0) throw new ArgumentException($"Teacher forcing: row {b} has an empty prompt.");
+            if (t.Length == 0 && at < 0) throw new ArgumentException($"Teacher forcing: row {b} has neither a target nor a read position.");
+            if (at >= p.Length + Math.Max(0, t.Length - 1)) throw new ArgumentException($"Teacher forcing: row {b} reads position {at}, the row has {p.Length + Math.Max(0, t.Length - 1)} tokens.");
+        }
+        var batch = new TokenBatch(rows.Select(r => r.Target.Length == 0 ? r.Prompt : r.Prompt.Concat(r.Target[..^1]).ToArray()).ToList(),
+            promptLengths: rows.Select(r => r.Prompt.Length).ToArray());
         var targets = new int[batch.B * batch.T];
         Array.Fill(targets, Ignored);
         for (int b = 0; b < batch.B; b++)
-            for (int j = 0; j < pairs[b].Target.Length; j++)
-                targets[b * batch.T + pairs[b].Prompt.Length - 1 + j] = pairs[b].Target[j];
-        return new TeacherForcedBatch(batch, targets, pairs);
+            for (int j = 0; j < rows[b].Target.Length; j++)
+                targets[b * batch.T + rows[b].Prompt.Length - 1 + j] = rows[b].Target[j];
+        return new TeacherForcedBatch(batch, targets, rows.Select(r => (r.Prompt, r.Target)).ToList(), rows.Select(r => r.ReadAt).ToArray());
     }
 }
