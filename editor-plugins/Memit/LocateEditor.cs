@@ -282,12 +282,13 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         var delta = new float[h0.Length];
         double lossFirst = 0, lossLast = 0;
         long stepsTaken = 0;
+        double hostTotal = 0;
         for (int start = 0; start < requests.Count; start += _subBatch)
         {
             var chunk = requests.Skip(start).Take(_subBatch).ToList();
-            var (first, last, steps, dChunk) = Optimise(chunk, h0.AsSpan(start * d, chunk.Count * d).ToArray());
+            var (first, last, steps, hostSeconds, dChunk) = Optimise(chunk, h0.AsSpan(start * d, chunk.Count * d).ToArray());
             Array.Copy(dChunk, 0, delta, (long)start * d, dChunk.Length);
-            lossFirst += first; lossLast += last; stepsTaken += steps;
+            lossFirst += first; lossLast += last; stepsTaken += steps; hostTotal += hostSeconds;
             // Progress on a long batch: one line per sub-batch (stderr), as the other long steps of the CLI report.
             if (requests.Count > _subBatch)
                 Console.Error.WriteLine($"{Name}: target vectors {start + chunk.Count}/{requests.Count} ({sw.Elapsed.TotalSeconds:F1} s)");
@@ -299,11 +300,15 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             ["loss_initial"] = Math.Round(lossFirst / requests.Count, 4),
             ["loss_final"] = Math.Round(lossLast / requests.Count, 4),
             ["mean_steps"] = Math.Round(stepsTaken / (double)requests.Count, 2),
+            // Wall seconds of the search and the part of them on the host (log-softmax, loss, its logit gradient, Adam on δ).
+            ["target_seconds"] = Math.Round(sw.Elapsed.TotalSeconds, 3),
+            ["target_host_seconds"] = Math.Round(hostTotal, 3),
         });
     }
 
-    /// <summary>δ for one sub-batch; returns the summed initial and final losses, the Adam steps taken and δ (n, d).</summary>
-    private (double First, double Last, long Steps, float[] Delta) Optimise(List<EditRequest> chunk, float[] h0)
+    /// <summary>δ for one sub-batch; returns the summed initial and final losses, the Adam steps taken, the seconds spent on
+    /// the host and δ (n, d).</summary>
+    private (double First, double Last, long Steps, double HostSeconds, float[] Delta) Optimise(List<EditRequest> chunk, float[] h0)
     {
         var model = Ctx.Model;
         int d = model.Shape.Width, V = model.Shape.VocabSize, n = chunk.Count;
@@ -353,6 +358,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         var norms2 = Enumerable.Range(0, n).Select(j => { double s = 0; for (int c = 0; c < d; c++) s += (double)h0[j * d + c] * h0[j * d + c]; return s; }).ToArray();
 
         var delta = new double[n * d];
+        var hostClock = new Stopwatch();
         var m1 = new double[n * d];
         var m2 = new double[n * d];
         var stepsOf = new int[n];
@@ -373,6 +379,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             var p = model.Bind(tape, _ => false);
             var logits = model.TargetLogits(tape, p, batch, tf.Selection, residual, ZLayer);
             var lg = Be.ToFloatArray(logits.Value);
+            hostClock.Start();
             // Host log-softmax of every returned row.
             var logp = new double[(long)tf.LogitRows * V];
             for (int r = 0; r < tf.LogitRows; r++)
@@ -435,9 +442,11 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
                     seed[r + v] += (float)(_klFactor * pv * (logp[r + v] - logp0[(long)j * V + v] - kl[j]));
                 }
             }
+            hostClock.Stop();
             using var seedT = Be.FromArray(seed, tf.LogitRows, V);
             tape.Backward(logits, seedT);
             var grad = Be.ToFloatArray(deltaVar.Grad!);
+            hostClock.Start();
             for (int j = 0; j < n; j++)
             {
                 if (!active[j]) continue;
@@ -457,9 +466,11 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
                 double max = _clamp * Math.Sqrt(norms2[j]), nrm = Math.Sqrt(s2);
                 if (nrm > max) for (int c = 0; c < d; c++) delta[j * d + c] *= max / nrm;
             }
+            hostClock.Stop();
         }
+        hostClock.Stop();
         last = lossOf.Sum();
-        return (first, last, stepsOf.Sum(), delta.Select(v => (float)v).ToArray());
+        return (first, last, stepsOf.Sum(), hostClock.Elapsed.TotalSeconds, delta.Select(v => (float)v).ToArray());
     }
 
     /// <summary>Adds row ids[b·T + t] of the table (row 0 = zeros) to the site's output at every position.</summary>

@@ -31,7 +31,7 @@ public sealed class RomeEditor : LocateEditor
         var spd = Be.Ops<ISpdSolveOps>();
         _factor ??= spd.CholeskyFactor(Covariances[0]);
         int d = Ctx.Model.Shape.Width;
-        double loss0 = 0, loss1 = 0, steps = 0, minDenominator = double.PositiveInfinity;
+        double loss0 = 0, loss1 = 0, steps = 0, searchSeconds = 0, hostSeconds = 0, minDenominator = double.PositiveInfinity;
         foreach (var request in batch)
         {
             var one = new[] { request };
@@ -53,6 +53,7 @@ public sealed class RomeEditor : LocateEditor
             CheckFinite(shift, 0);
             Apply(0, shift);
             loss0 += (double)stats["loss_initial"]!; loss1 += (double)stats["loss_final"]!; steps += (double)stats["mean_steps"]!;
+            searchSeconds += (double)stats["target_seconds"]!; hostSeconds += (double)stats["target_host_seconds"]!;
         }
         return new JsonObject
         {
@@ -60,6 +61,8 @@ public sealed class RomeEditor : LocateEditor
             ["loss_final"] = Math.Round(loss1 / batch.Count, 4),
             ["mean_steps"] = Math.Round(steps / batch.Count, 2),
             ["min_key_dot"] = minDenominator,
+            ["target_seconds"] = Math.Round(searchSeconds, 3),
+            ["target_host_seconds"] = Math.Round(hostSeconds, 3),
         };
     }
 
