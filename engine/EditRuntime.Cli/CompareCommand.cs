@@ -85,15 +85,16 @@ internal static class CompareCommand
     {
         static string M(JsonNode? n, string fmt = "0.000", double scale = 1) =>
             n is JsonValue v && v.TryGetValue<double>(out var d) ? (d * scale).ToString(fmt, CultureInfo.InvariantCulture) : "–";
+        static string Bytes(JsonNode? n) => EditReport.Mib(n is JsonValue v && v.TryGetValue<long>(out var b) ? b : null);
         var sb = new StringBuilder();
-        sb.Append("| editor | protocol | backend | edits | ES | GS | GS understood | LS | CF success | ms/edit wall | ms/edit device | trainable params | report |\n");
-        sb.Append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        sb.Append("| editor | protocol | backend | edits | ES | GS | GS understood | LS | CF success | ms/edit wall | ms/edit device | peak device MiB (editing / run) | trainable params | report |\n");
+        sb.Append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         foreach (var r in runs)
         {
             var j = r.Json; var m = j["metrics"]!; var t = j["timings"];
             sb.Append($"| {EditorName(j)} | {j["protocol"]}{(j["protocol"]!.ToString() == "sequential-batch" ? $" ({j["batch_size"]})" : "")} | {j["backend"]} | {j["edits"]} | " +
                       $"{M(m["ES"])} | {M(m["GS"])} | {M(m["GS_understood"])} | {M(m["LS"])} | {M(m["CF_success"])} | " +
-                      $"{M(t?["wall_seconds_per_edit"], "0", 1000)} | {M(t?["device_seconds_per_edit"], "0", 1000)} | {j["trainable_parameters"]?.ToString() ?? "–"} | {System.IO.Path.GetDirectoryName(r.Path)} |\n");
+                      $"{M(t?["wall_seconds_per_edit"], "0", 1000)} | {M(t?["device_seconds_per_edit"], "0", 1000)} | {Bytes(t?["peak_edit_device_bytes"])} / {Bytes(t?["peak_device_bytes"])} | {j["trainable_parameters"]?.ToString() ?? "–"} | {System.IO.Path.GetDirectoryName(r.Path)} |\n");
         }
         return sb.ToString();
     }

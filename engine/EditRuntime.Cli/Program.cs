@@ -194,7 +194,7 @@ bench.Subcommands.Add(benchSolve);
 var compareReports = new Argument<string[]>("reports") { Description = "Report folders written by 'editrt eval --out' (or their report.json files).", Arity = ArgumentArity.OneOrMore };
 var compareOut = new Option<string?>("--out") { Description = "Write compare.md and one compare-METRIC.svg per metric (the metric against the number of edits, one line per report) here." };
 var compareMetrics = new Option<string>("--metrics") { Description = "Metrics to plot, comma-separated: ES, GS, LS, CF_success, GS_understood.", DefaultValueFactory = _ => "ES,GS,LS" };
-var compare = new Command("compare", "Several eval reports side by side: a Markdown table (metrics, time per edit, trainable parameters) and plots of the metrics against the number of edits.");
+var compare = new Command("compare", "Several eval reports side by side: a Markdown table (metrics, time per edit, peak device memory, trainable parameters) and plots of the metrics against the number of edits.");
 compare.Arguments.Add(compareReports);
 compare.Options.Add(compareOut);
 compare.Options.Add(compareMetrics);

@@ -123,7 +123,7 @@ public sealed class CliTests
         var dir = Path.Combine(Path.GetTempPath(), "editrt-cli-compare-" + Guid.NewGuid().ToString("N"));
         try
         {
-            static string Report(string editor, string protocol, int edits, double[] gs, int iters = 1)
+            static string Report(string editor, string protocol, int edits, double[] gs, int iters = 1, long? peak = null)
             {
                 var curve = new System.Text.Json.Nodes.JsonArray();
                 for (int i = 0; i < gs.Length; i++)
@@ -133,20 +133,20 @@ public sealed class CliTests
                     ["editor"] = editor, ["protocol"] = protocol, ["backend"] = "torch", ["edits"] = edits, ["batch_size"] = 1, ["trainable_parameters"] = 42,
                     ["metrics"] = new System.Text.Json.Nodes.JsonObject { ["ES"] = 1.0, ["GS"] = gs[^1], ["LS"] = 0.99, ["CF_success"] = 1.0, ["GS_understood"] = 0.9, ["requests"] = edits },
                     ["curve"] = curve,
-                    ["timings"] = new System.Text.Json.Nodes.JsonObject { ["wall_seconds_per_edit"] = 0.5, ["device_seconds_per_edit"] = null },
+                    ["timings"] = new System.Text.Json.Nodes.JsonObject { ["wall_seconds_per_edit"] = 0.5, ["device_seconds_per_edit"] = null, ["peak_edit_device_bytes"] = peak, ["peak_device_bytes"] = peak * 2 },
                     ["hparams"] = new System.Text.Json.Nodes.JsonObject { ["iters"] = iters },
                 }.ToJsonString();
             }
             Directory.CreateDirectory($"{dir}/a"); Directory.CreateDirectory($"{dir}/b");
             File.WriteAllText($"{dir}/a/report.json", Report("ED-A", "sequential", 40, [0.5, 0.25, 0.125, 0.75]));
-            File.WriteAllText($"{dir}/b/report.json", Report("ED-B", "batch", 40, [0.625]));
+            File.WriteAllText($"{dir}/b/report.json", Report("ED-B", "batch", 40, [0.625], peak: 3 * 1048576 / 2));
             Directory.CreateDirectory($"{dir}/c");
             File.WriteAllText($"{dir}/c/report.json", Report("ED-B", "batch", 40, [0.5], iters: 2));
             var (code, output, err) = Editrt($"compare {dir}/a {dir}/b/report.json {dir}/c --out {dir}/out --metrics GS,LS");
             Assert.That(code, Is.Zero, err);
             Assert.That(output, Does.Contain("| ED-B (2 rounds) | batch | torch | 40 | 1.000 | 0.500 |"), "a multi-step run is its own method (MALMEN² beside MALMEN)");
-            Assert.That(output, Does.Contain("| ED-A | sequential | torch | 40 | 1.000 | 0.750 | 0.900 | 0.990 | 1.000 | 500 | – | 42 |"));
-            Assert.That(output, Does.Contain("| ED-B | batch | torch | 40 | 1.000 | 0.625 |"));
+            Assert.That(output, Does.Contain("| ED-A | sequential | torch | 40 | 1.000 | 0.750 | 0.900 | 0.990 | 1.000 | 500 | – | – / – | 42 |"));
+            Assert.That(output, Does.Contain("| ED-B | batch | torch | 40 | 1.000 | 0.625 | 0.900 | 0.990 | 1.000 | 500 | – | 1.5 / 3.0 | 42 |"), "peak device memory while editing / in the whole run");
             var svg = File.ReadAllText($"{dir}/out/compare-GS.svg");
             Assert.That(svg, Does.Contain("ED-A sequential torch").And.Contain("ED-B batch torch").And.Contain("ED-B (2 rounds) batch torch"));
             Assert.That(System.Text.RegularExpressions.Regex.Matches(svg, "<circle").Count, Is.EqualTo(6), "four curve points and two batch points");

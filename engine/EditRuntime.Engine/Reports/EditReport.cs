@@ -92,7 +92,8 @@ public static class EditReport
         ["GS_understood"] = Num(s.GeneralityUnderstood), ["understood_rephrases"] = s.UnderstoodRephrases,
     };
 
-    private static string Mib(long? b) => b is { } v ? (v / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) : "–";
+    /// <summary>Bytes as MiB with one decimal, "–" when not measured (the Torch backend counts no device memory).</summary>
+    public static string Mib(long? b) => b is { } v ? (v / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) : "–";
 
     private static JsonNode? Num(double d) => double.IsNaN(d) ? null : JsonValue.Create(d);
     private static string M(double d) => double.IsNaN(d) ? "–" : d.ToString("0.000", CultureInfo.InvariantCulture);
