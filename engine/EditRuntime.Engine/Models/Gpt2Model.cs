@@ -77,6 +77,7 @@ public sealed class Gpt2Model : HookedModel, ILanguageModel
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
     public string EmbeddingName => "wte.weight";
+    public string? PositionEmbeddingName => "wpe.weight";
 
     /// <summary>The sizes editors read: width n_embd, n_layer layers, n_positions positions, the vocabulary.</summary>
     public ModelShape Shape => ShapeOf(Config);

@@ -118,6 +118,9 @@ public interface ILanguageModel : IDisposable
     IReadOnlyDictionary<string, Tensor> Parameters { get; }
     /// <summary>The token embedding's parameter name, (V, C) ("wte.weight"; "model.embed_tokens.weight").</summary>
     string EmbeddingName { get; }
+    /// <summary>The learned position embedding's parameter name ("wpe.weight"), or null where positions are not a
+    /// parameter (RoPE). Training leaves it out of the weight decay, as GPT-2's recipe does.</summary>
+    string? PositionEmbeddingName { get; }
     /// <summary>The sites that have an adapter, and who attached it.</summary>
     IReadOnlyDictionary<string, string> AttachedAdapters { get; }
     /// <summary>Bound on one scoring forward (sequences × padded length × vocabulary); see <see cref="ScoreTargets"/>.</summary>

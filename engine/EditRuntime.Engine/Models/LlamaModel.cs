@@ -52,6 +52,7 @@ public sealed class LlamaModel : HookedModel, ILanguageModel
     public IReadOnlyDictionary<string, Tensor> Parameters => _params;
 
     public string EmbeddingName => LlamaCheckpoint.EmbedName;
+    public string? PositionEmbeddingName => null;
 
     /// <summary>The sizes editors read: hidden_size, layers, max_position_embeddings, vocab_size.</summary>
     public ModelShape Shape => ShapeOf(Config);

@@ -28,7 +28,7 @@ public sealed record TrainOptions
 /// <summary>
 /// Next-token training of a model (<see cref="ILanguageModel"/>: GPT-2 or the LLaMA layout) on token sequences, on the model's backend:
 /// random batches (seeded), right padding, loss on every real next token, global-norm gradient
-/// clipping, AdamW with decay on matrices only.
+/// clipping, AdamW with decay on matrices only (not the position embedding, <see cref="ILanguageModel.PositionEmbeddingName"/>).
 /// </summary>
 public sealed class ModelTrainer : IDisposable
 {
@@ -94,7 +94,7 @@ public sealed class ModelTrainer : IDisposable
             {
                 if (scale != 1f) be.Axpy(scale - 1f, v.Grad!, v.Grad!);
                 var (m, vv) = _moments[name];
-                bool decay = v.Value.Rank == 2 && name != "wpe.weight";
+                bool decay = v.Value.Rank == 2 && name != _model.PositionEmbeddingName;
                 be.AdamStep(v.Value, v.Grad!, m, vv, new AdamConfig(lr, 0.9f, _o.Beta2, 1e-8f, decay ? _o.WeightDecay : 0f, Decoupled: true), Step + 1);
                 v.ClearGrad();
             }
