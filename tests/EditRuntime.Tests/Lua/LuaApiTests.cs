@@ -235,6 +235,40 @@ public sealed class LuaApiTests
     }
 
     [Test]
+    public void Every_editor_edits_the_llama_layout_model_from_Lua_and_rolls_back()
+    {
+        var output = new StringWriter();
+        using var h = new LuaHost(new LuaHostOptions { DefaultBackend = "torch", MaxInstructions = 0, MemoryLimitBytes = 64L << 20, Output = output });
+        Assert.That(h.Execute("""
+            local path = rt.model.builtin():gsub("editrt%-tiny$", "editrt-tiny-llama")
+            local model = rt.model.load(path, {backend = "torch"})
+            local reqs = rt.data.synthetic{limit = 2}
+            local baseline = rt.eval.baseline(model, reqs)
+            local before = rt.eval.metrics(model, reqs, baseline)
+            local names = rt.editor.list()
+            assert(#names == 10, "ten editor plugins, got " .. #names)
+            for _, name in ipairs(names) do
+              local ed = rt.editor.new(name, {model = model})
+              for _, layer in ipairs(ed:info().layers) do
+                assert(layer:match("^model%.layers%.%d+%."), name .. " edits a LLaMA site, not " .. layer)
+              end
+              ed:edit(reqs)
+              local after = rt.eval.metrics(model, reqs, baseline)
+              for _, k in ipairs({"es", "gs", "ls"}) do
+                assert(after[k] == after[k] and after[k] >= 0 and after[k] <= 1, name .. ": " .. k .. " is a score")
+              end
+              print(string.format("%s ES %.3f -> %.3f  LS %.3f", name, before.es, after.es, after.ls))
+              ed:rollback()
+              local back = rt.eval.metrics(model, reqs, baseline)
+              assert(back.es == before.es and back.gs == before.gs and back.ls == before.ls, name .. ": rollback gives the unedited scores back")
+              ed:close()
+            end
+            return "done"
+            """, "@llama-every-editor.lua").Text, Is.EqualTo("done"));
+        TestContext.Out.WriteLine(output.ToString());
+    }
+
+    [Test]
     public void Model_and_editor_methods_reject_extra_arguments_and_wrong_types()
     {
         using var h = LuaTesting.Host();
