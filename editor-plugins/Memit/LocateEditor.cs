@@ -317,9 +317,7 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
         // Rows: per request its nt rewriting prompts (prompt behind a prefix, teacher-forced on the target), then one KL
         // prompt "{subject} is a" read at the subject's last token. δ goes in at each row's subject token.
         var rows = new List<ForcedRow>();
-        var requestOf = new List<int>();
-        var deltaPos = new List<(int Row, int Position, int Request)>();
-        var klRows = new List<(int Row, int Position)>();
+        var deltaAt = new List<(int Position, int Request)>();   // per row: where δ goes in, and whose δ
         var targetsOf = new int[n];
         for (int j = 0; j < n; j++)
         {
@@ -331,30 +329,28 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
                 var (promptIds, pos) = Locate(t, r);
                 if (promptIds.Length + target.Length - 1 > model.Shape.Positions)
                     throw new ArgumentException($"{Name}: request {r.Source}#{r.Index}: prompt and target take {promptIds.Length + target.Length - 1} tokens behind a context prefix, the model reads {model.Shape.Positions} (shorten template_lengths).");
-                deltaPos.Add((rows.Count, pos, j));
-                requestOf.Add(j);
+                deltaAt.Add((pos, j));
                 rows.Add(new ForcedRow(promptIds, target));
             }
             var subject = string.IsNullOrEmpty(r.Subject) ? r.Prompt : r.Subject;
             int klPos = Ctx.Directory.EncodePrompt(subject).Length - 1;
-            deltaPos.Add((rows.Count, klPos, j));
-            klRows.Add((rows.Count, klPos));
-            requestOf.Add(j);
+            deltaAt.Add((klPos, j));
             rows.Add(ForcedRow.Read(Ctx.Directory.EncodePrompt(subject + " is a"), klPos));
         }
         var tf = TeacherForcing.FromRows(rows);
         var batch = tf.Batch;
         int T = batch.T;
-        // Each target token's (logit row, token, request), in the rows' order.
+        // Each target token's (logit row, token, request), in the rows' order; each request's KL row (its read row).
         var labelRows = new List<(int Logit, int Token, int Request)>();
+        var klLogit = new int[n];
         for (int row = 0; row < rows.Count; row++)
         {
             var positions = tf.TargetPositions(row);
-            for (int k = 0; k < positions.Length; k++) labelRows.Add((tf.LogitRow(row, positions[k]), rows[row].Target[k], requestOf[row]));
+            for (int k = 0; k < positions.Length; k++) labelRows.Add((tf.LogitRow(row, positions[k]), rows[row].Target[k], deltaAt[row].Request));
+            if (tf.ReadAt[row] >= 0) klLogit[deltaAt[row].Request] = tf.LogitRow(row, tf.ReadAt[row]);
         }
-        var klLogit = klRows.Select(k => tf.LogitRow(k.Row, k.Position)).ToArray();
         var table = new int[batch.B * T];
-        foreach (var p in deltaPos) table[p.Row * T + p.Position] = p.Request + 1;
+        for (int row = 0; row < rows.Count; row++) table[row * T + deltaAt[row].Position] = deltaAt[row].Request + 1;
         var norms2 = Enumerable.Range(0, n).Select(j => { double s = 0; for (int c = 0; c < d; c++) s += (double)h0[j * d + c] * h0[j * d + c]; return s; }).ToArray();
 
         var delta = new double[n * d];
@@ -394,8 +390,8 @@ public abstract class LocateEditor : IEditor, IEditorDiagnostics
             if (!logp.All(double.IsFinite)) throw new NonFiniteException($"{Name}: the target-value search produced non-finite logits at step {it}.");
             if (logp0 is null)
             {
-                logp0 = new double[(long)klRows.Count * V];
-                for (int j = 0; j < klRows.Count; j++) Array.Copy(logp, (long)klLogit[j] * V, logp0, (long)j * V, V);
+                logp0 = new double[(long)n * V];
+                for (int j = 0; j < n; j++) Array.Copy(logp, (long)klLogit[j] * V, logp0, (long)j * V, V);
             }
             // Per request: nll (mean over its prompts of the per-prompt mean over target tokens), KL(new ‖ old), decay.
             var nll = new double[n];

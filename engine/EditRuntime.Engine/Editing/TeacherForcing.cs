@@ -9,22 +9,18 @@ namespace EditRuntime.Editing;
 /// </summary>
 public sealed class TeacherForcedBatch
 {
-    internal TeacherForcedBatch(TokenBatch batch, int[] targets, IReadOnlyList<(int[] Prompt, int[] Target)> pairs, int[]? readAt = null)
+    internal TeacherForcedBatch(TokenBatch batch, int[] targets, IReadOnlyList<(int[] Prompt, int[] Target)> pairs, int[] readAt)
     {
         Batch = batch;
         Targets = targets;
         Pairs = pairs;
-        ReadAt = readAt ?? Enumerable.Repeat(-1, pairs.Count).ToArray();
-        Selection = (int[])targets.Clone();
-        for (int b = 0; b < ReadAt.Length; b++)
-            if (ReadAt[b] >= 0 && Selection[b * batch.T + ReadAt[b]] == TeacherForcing.Ignored) Selection[b * batch.T + ReadAt[b]] = TeacherForcing.ReadOnly;
-        _logitRow = new int[Selection.Length];
-        int n = 0;
-        for (int i = 0; i < Selection.Length; i++) _logitRow[i] = Selection[i] == TeacherForcing.Ignored ? -1 : n++;
-        LogitRows = n;
+        ReadAt = readAt;
     }
 
-    private readonly int[] _logitRow;
+    // Built on first use: only editors with read rows or a logit-row lookup need them (every gradient-trained editor
+    // builds batches; most never ask).
+    private int[]? _selection, _logitRow;
+    private int _logitRows;
 
     /// <summary>The rows, right-padded, with their prompt lengths (adapters that key on the last prompt token read them).</summary>
     public TokenBatch Batch { get; }
@@ -41,18 +37,41 @@ public sealed class TeacherForcedBatch
 
     /// <summary>(B·T) <see cref="Targets"/> with each read row's position marked <see cref="TeacherForcing.ReadOnly"/>: what
     /// <see cref="ILanguageModel.TargetLogits"/> takes to return the logits of every target position and every read
-    /// position (a cross-entropy needs <see cref="Targets"/>, which leaves the read positions out).</summary>
-    public int[] Selection { get; }
+    /// position (a cross-entropy needs <see cref="Targets"/>, which leaves the read positions out). Without read rows
+    /// it is <see cref="Targets"/> itself.</summary>
+    public int[] Selection
+    {
+        get
+        {
+            if (_selection is not null) return _selection;
+            if (ReadAt.All(at => at < 0)) return _selection = Targets;
+            var s = (int[])Targets.Clone();
+            for (int b = 0; b < ReadAt.Length; b++)
+                if (ReadAt[b] >= 0 && s[b * Batch.T + ReadAt[b]] == TeacherForcing.Ignored) s[b * Batch.T + ReadAt[b]] = TeacherForcing.ReadOnly;
+            return _selection = s;
+        }
+    }
 
     /// <summary>How many rows <see cref="ILanguageModel.TargetLogits"/> returns for <see cref="Selection"/>.</summary>
-    public int LogitRows { get; }
+    public int LogitRows { get { LogitIndex(); return _logitRows; } }
 
     /// <summary>Where position <paramref name="t"/> of row <paramref name="b"/> sits among the logits
     /// <see cref="ILanguageModel.TargetLogits"/> returns for <see cref="Selection"/> (they come in position order).</summary>
     public int LogitRow(int b, int t)
     {
-        int i = _logitRow[b * Batch.T + t];
+        int i = LogitIndex()[b * Batch.T + t];
         return i >= 0 ? i : throw new ArgumentOutOfRangeException(nameof(t), $"Row {b}, position {t} is neither a target nor a read position.");
+    }
+
+    private int[] LogitIndex()
+    {
+        if (_logitRow is not null) return _logitRow;
+        var sel = Selection;
+        var index = new int[sel.Length];
+        int n = 0;
+        for (int i = 0; i < sel.Length; i++) index[i] = sel[i] == TeacherForcing.Ignored ? -1 : n++;
+        _logitRows = n;
+        return _logitRow = index;
     }
 }
 
